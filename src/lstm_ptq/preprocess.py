@@ -1,0 +1,106 @@
+"""The ``tokenize`` stage: clean, tokenize, split 80/20, build the vocabulary, encode (section 4.3.1)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import load_arrays, read_json, replace_directory, save_arrays, staging_directory, write_json
+from .config import TokenizeParams
+from .datasets import Document, class_counts, dataset_spec, read_classes, read_release_csv
+from .errors import DataError
+from .splits import stratified_split
+from .text import Vocabulary, clean_text, document_text, encode_padded, tokenize
+
+SPLITS = ("train", "valid", "test")
+
+
+def tokenize_documents(documents: list[Document], lowercase: bool) -> list[list[str]]:
+    return tokenize(clean_text(document_text(d.title, d.text), lowercase=lowercase) for d in documents)
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split as the models consume it. ``tokens`` is right-padded with ``<pad>`` (id 0)."""
+
+    tokens: np.ndarray  # [N, L] int32
+    lengths: np.ndarray  # [N] int32, >= 1
+    labels: np.ndarray  # [N] int64, 0-based
+    source_rows: np.ndarray  # [N] int32: row in data/raw/<dataset>/<file>.csv (0-based)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(tokenized_dir: str | Path, split: str) -> EncodedSplit:
+    path = Path(tokenized_dir) / f"{split}.npz"
+    arrays = load_arrays(path)
+    missing = {"tokens", "lengths", "labels", "source_rows"} - set(arrays)
+    if missing:
+        raise DataError(f"{path}: missing arrays {sorted(missing)}")
+    return EncodedSplit(arrays["tokens"], arrays["lengths"], arrays["labels"], arrays["source_rows"])
+
+
+def load_vocabulary(tokenized_dir: str | Path) -> Vocabulary:
+    return Vocabulary(tuple(read_json(Path(tokenized_dir) / "vocab.json")))
+
+
+def _split_stats(tokens: list[list[str]], encoded_lengths: np.ndarray, unknown: int, kept: int, labels: np.ndarray, num_classes: int, max_length: int) -> dict[str, Any]:
+    raw_lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    return {
+        "rows": int(len(labels)),
+        "rows_per_class": class_counts(labels.tolist(), num_classes),
+        "oov_rate": round(unknown / kept, 6) if kept else 0.0,
+        "mean_length": round(float(raw_lengths.mean()), 3) if len(raw_lengths) else 0.0,
+        "max_length": int(raw_lengths.max()) if len(raw_lengths) else 0,
+        "mean_length_truncated": round(float(encoded_lengths.mean()), 3) if len(encoded_lengths) else 0.0,
+        "truncated_rows": int((raw_lengths > max_length).sum()),
+    }
+
+
+def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: TokenizeParams) -> dict[str, Any]:
+    """Write ``{train,valid,test}.npz``, ``vocab.json`` and ``classes.json`` into ``out_dir``; return stats.
+
+    Documents whose text is empty after cleaning cannot be classified; they are skipped and counted
+    in the stats (``skipped_empty_after_cleaning``), never dropped silently.
+    """
+    spec = dataset_spec(dataset)
+    classes = read_classes(raw_dir / "classes.txt", spec)
+    train_docs = read_release_csv(raw_dir / "train.csv", spec.num_classes)
+    test_docs = read_release_csv(raw_dir / "test.csv", spec.num_classes)
+
+    train_tokens = tokenize_documents(train_docs, params.lowercase)
+    test_tokens = tokenize_documents(test_docs, params.lowercase)
+    train_labels = np.array([d.label for d in train_docs], dtype=np.int64)
+    test_labels = np.array([d.label for d in test_docs], dtype=np.int64)
+
+    keep, valid = stratified_split(train_labels, params.valid_fraction, params.seed, name="tokenize.valid_fraction")
+    parts = {
+        "train": (keep, train_tokens, train_labels),
+        "valid": (valid, train_tokens, train_labels),
+        "test": (np.arange(len(test_docs)), test_tokens, test_labels),
+    }
+    vocabulary = Vocabulary.build((train_tokens[i] for i in keep), params.max_vocab_size, params.min_freq)
+
+    stats: dict[str, Any] = {"dataset": dataset, "vocab_size": len(vocabulary), "num_classes": spec.num_classes, "splits": {}, "skipped_empty_after_cleaning": {}}
+    staged = staging_directory(out_dir)
+    try:
+        for split, (rows, all_tokens, all_labels) in parts.items():
+            rows = np.array([r for r in rows if all_tokens[r]], dtype=np.int64)
+            stats["skipped_empty_after_cleaning"][split] = int(len(parts[split][0]) - len(rows))
+            docs = [all_tokens[r] for r in rows]
+            tokens, lengths, unknown, kept = encode_padded(docs, vocabulary, params.max_length)
+            labels = all_labels[rows]
+            save_arrays(staged / f"{split}.npz", tokens=tokens, lengths=lengths, labels=labels, source_rows=rows.astype(np.int32))
+            stats["splits"][split] = _split_stats(docs, lengths, unknown, kept, labels, spec.num_classes, params.max_length)
+        write_json(staged / "vocab.json", list(vocabulary.tokens))
+        write_json(staged / "classes.json", classes)
+        replace_directory(staged, out_dir)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+    return stats
