@@ -115,3 +115,14 @@ def staging_directory(final: Path) -> Path:
     """A fresh empty directory beside ``final`` for building its replacement."""
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[Mapping[str, Any]], fieldnames: list[str]) -> None:
+    """A CSV with a header row, ``\\n`` line endings, written atomically."""
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

@@ -6,6 +6,7 @@ reported as e.g. ``tokenize.max_length: -3 must be >= 1``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,17 +47,27 @@ def section(params: Mapping[str, Any], key: str) -> Any:
 
 
 def get_typed(node: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``node[key]`` checked against ``kind``; ``where`` is the dotted path of ``node`` ("" at the top level)."""
+    name = f"{where}.{key}" if where else key
     if not isinstance(node, Mapping) or key not in node:
-        raise ParamError(f"{where}.{key}: missing from params.yaml")
+        raise ParamError(f"{name}: missing from params.yaml")
     value = node[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool) and bool not in kinds:
-        raise ParamError(f"{where}.{key}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
+        raise ParamError(f"{name}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kinds):
-        raise ParamError(f"{where}.{key}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
+        raise ParamError(f"{name}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
     return value
+
+
+def get_seed(params: Mapping[str, Any]) -> int:
+    """The top-level ``seed``; numpy's generators refuse negative seeds."""
+    seed = get_typed(params, "seed", int, "")
+    if seed < 0:
+        raise ParamError(f"seed: {seed} must be >= 0")
+    return seed
 
 
 def check_dataset(name: str, where: str = "dataset") -> str:
@@ -85,11 +96,11 @@ class RemoteSource:
         if not re.match(r"^(https?|file)://", url):
             raise ParamError(f"{where}.url: {url!r} is not an http(s):// or file:// URL")
         sha256 = get_typed(node, "sha256", str, where).lower()
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ParamError(f"{where}.sha256: {sha256!r} is not 64 hexadecimal digits")
         timeout = get_typed(node, "timeout_s", float, where)
-        if timeout <= 0:
-            raise ParamError(f"{where}.timeout_s: {timeout!r} must be > 0")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ParamError(f"{where}.timeout_s: {timeout!r} must be a finite number > 0")
         return cls(url, sha256, timeout)
 
 
@@ -113,8 +124,7 @@ class DownloadParams:
         test_fraction = None
         if "bundled_test_fraction" in node:
             test_fraction = check_fraction(get_typed(node, "bundled_test_fraction", float, where), f"{where}.bundled_test_fraction")
-        seed = get_typed(params, "seed", int, "params")
-        return cls(dataset, source, remote, test_fraction, seed)
+        return cls(dataset, source, remote, test_fraction, get_seed(params))
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,7 @@ class TokenizeParams:
             min_freq=get_typed(node, "min_freq", int, where),
             max_length=get_typed(node, "max_length", int, where),
             valid_fraction=check_fraction(get_typed(node, "valid_fraction", float, where), f"{where}.valid_fraction"),
-            seed=get_typed(params, "seed", int, "params"),
+            seed=get_seed(params),
         )
         if out.max_vocab_size <= 4:
             raise ParamError(f"{where}.max_vocab_size: {out.max_vocab_size} must be > 4 (the special tokens)")

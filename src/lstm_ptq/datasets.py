@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,6 +30,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 RELEASE_FILES = ("train.csv", "test.csv", "classes.txt")
+_CLASS_INDEX = re.compile(r"-?[0-9]+")
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -52,7 +54,7 @@ class Document:
         return self.class_index - 1
 
 
-def decode_utf8(path: Path, raw: bytes) -> str:
+def decode_utf8(path: str | Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,7 +62,7 @@ def decode_utf8(path: Path, raw: bytes) -> str:
         raise DataError(f"{path}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def parse_release_csv(path: Path, content: str, num_classes: int) -> list[Document]:
+def parse_release_csv(path: str | Path, content: str, num_classes: int) -> list[Document]:
     """Parse and validate release-format rows; any malformed row is an error naming its line."""
     if not content.strip():
         raise DataError(f"{path}: file is empty; expected rows of (class index, title, text)")
@@ -81,16 +83,15 @@ def parse_release_csv(path: Path, content: str, num_classes: int) -> list[Docume
                 f"{path}: line {line}: expected 3 columns (class index, title, text), found {len(row)}"
             )
         label_field, title, text = row
-        try:
-            class_index = int(label_field.strip())
-        except ValueError:
-            if line == 1 and not label_field.strip().lstrip("-").isdigit():
+        if not _CLASS_INDEX.fullmatch(label_field.strip()):  # int() would also take "1_0", "+3" and "３"
+            if line == 1:
                 raise DataError(
                     f"{path}: line 1 looks like a header ({label_field!r}); the release format has no header"
-                ) from None
+                )
             raise DataError(
                 f"{path}: line {line}: class index {label_field!r} is not an integer in 1..{num_classes}"
-            ) from None
+            )
+        class_index = int(label_field)
         if not 1 <= class_index <= num_classes:
             raise DataError(
                 f"{path}: line {line}: class index {class_index} is out of range; expected 1..{num_classes}"

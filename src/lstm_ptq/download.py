@@ -21,6 +21,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .artifacts import atomic_write_text, replace_directory, staging_directory
@@ -54,9 +55,11 @@ def read_bundled_csv(bundled_root: Path, spec: DatasetSpec, name: str) -> list[D
         raw = gzip.decompress(path.read_bytes())
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a valid gzip file ({exc})") from None
     expected = _read_sha256sums(bundled_root).get(f"{spec.name}/{name}")
+    if expected is None:
+        raise DataError(f"{bundled_root / 'SHA256SUMS'}: no checksum listed for {spec.name}/{name}")
     actual = hashlib.sha256(raw).hexdigest()
     if expected != actual:
         raise DataError(f"{path}: decompressed SHA-256 {actual} does not match SHA256SUMS ({expected})")
@@ -96,7 +99,7 @@ def _stream_to_file(source: RemoteSource, destination: Path) -> str:
             expected_length = response.headers.get("Content-Length")
             received = 0
             while True:
-                chunk = response.read(CHUNK)
+                chunk = response.read1(CHUNK)  # one recv per call, so a trickling server meets the deadline
                 if not chunk:
                     break
                 out.write(chunk)
@@ -119,12 +122,14 @@ def _stream_to_file(source: RemoteSource, destination: Path) -> str:
         raise DownloadError(f"{source.url}: cannot connect ({reason})") from None
     except http.client.IncompleteRead as exc:
         raise DownloadError(f"{source.url}: truncated body: connection closed after {len(exc.partial)} bytes of the last read") from None
+    except http.client.HTTPException as exc:  # e.g. BadStatusLine: the server does not speak HTTP
+        raise DownloadError(f"{source.url}: invalid HTTP response ({exc!r})") from None
     except ConnectionError as exc:
         raise DownloadError(f"{source.url}: connection failed ({exc})") from None
     return digest.hexdigest()
 
 
-def _safe_member_path(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
+def _safe_member_path(archive: str | Path, member: tarfile.TarInfo) -> PurePosixPath:
     name = PurePosixPath(member.name)
     if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")):
         raise DownloadError(f"{archive}: member {member.name!r} escapes the extraction directory; refusing the archive")
@@ -134,15 +139,19 @@ def _safe_member_path(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
     return name
 
 
-def extract_release(archive: Path, spec: DatasetSpec) -> dict[str, bytes]:
-    """Read train.csv, test.csv and classes.txt out of a release tarball, refusing unsafe members."""
+def extract_release(archive: Path, spec: DatasetSpec, origin: str | None = None) -> dict[str, bytes]:
+    """Read train.csv, test.csv and classes.txt out of a release tarball, refusing unsafe members.
+
+    Errors name ``origin`` (the URL it came from) when given, else the archive's path.
+    """
+    where = origin or str(archive)
     wanted = {f"{spec.archive_dir}/{name}": name for name in ("train.csv", "test.csv", "classes.txt")}
     found: dict[str, bytes] = {}
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             for member in members:  # vet the whole archive before reading anything from it
-                _safe_member_path(archive, member)
+                _safe_member_path(where, member)
             for member in members:
                 name = str(PurePosixPath(member.name))
                 if name in wanted and member.isfile():
@@ -150,10 +159,10 @@ def extract_release(archive: Path, spec: DatasetSpec) -> dict[str, bytes]:
                     assert handle is not None
                     found[wanted[name]] = handle.read()
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise DownloadError(f"{archive}: not a readable tar archive ({exc})") from None
+        raise DownloadError(f"{where}: not a readable tar archive ({exc})") from None
     missing = sorted(set(wanted) - {f"{spec.archive_dir}/{n}" for n in found})
     if missing:
-        raise DownloadError(f"{archive}: missing {missing}; expected the release layout {sorted(wanted)}")
+        raise DownloadError(f"{where}: missing {missing}; expected the release layout {sorted(wanted)}")
     return found
 
 
@@ -164,12 +173,13 @@ def fetch_remote(spec: DatasetSpec, source: RemoteSource, staged: Path) -> None:
         raise DownloadError(
             f"{source.url}: SHA-256 mismatch: got {actual}, expected {source.sha256} (download.{spec.name}.remote.sha256)"
         )
-    files = extract_release(archive, spec)
+    files = extract_release(archive, spec, origin=source.url)
     archive.unlink()
     for name in ("train.csv", "test.csv"):
-        where = Path(f"{source.url}!{spec.archive_dir}/{name}")
+        where = f"{source.url}!{spec.archive_dir}/{name}"  # a str: Path() would fold "http://" to "http:/"
         parse_release_csv(where, decode_utf8(where, files[name]), spec.num_classes)
-    classes = [line.strip() for line in files["classes.txt"].decode("utf-8").splitlines() if line.strip()]
+    where = f"{source.url}!{spec.archive_dir}/classes.txt"
+    classes = [line.strip() for line in decode_utf8(where, files["classes.txt"]).splitlines() if line.strip()]
     if len(classes) != spec.num_classes:
         raise DownloadError(f"{source.url}: classes.txt lists {len(classes)} classes; expected {spec.num_classes}")
     for name, content in files.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,12 +18,22 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 
-# AG News keeps HTML entities with their ampersand stripped (" #39;", " quot;") and "\" for line breaks.
-_HALF_ENTITIES = re.compile(r"(?<![&\w])(#\d{1,5};|#x[0-9a-fA-F]{1,4};|quot;|amp;|lt;|gt;|nbsp;|apos;)")
+# AG News writes "\" for line breaks and HTML entities with their "&" turned into a space
+# ("China #39;s" for "China&#39;s"): that one space is part of the entity.
+_HALF_ENTITIES = re.compile(r"(?: |(?<![&\w]))(#\d{1,5};|#x[0-9a-fA-F]{1,4};|quot;|amp;|lt;|gt;|nbsp;|apos;)")
 _TAGS = re.compile(r"<[^<>]{0,200}>")
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
+
+
+def _word_separator(match: re.Match[str]) -> str:
+    """A run of non-word characters becomes a space, but combining marks stay with their letter
+    (Devanagari and Bengali vowel signs, accents): ``\\w`` does not match them."""
+    run = match.group()
+    if run.isascii():
+        return " "
+    return "".join(ch if unicodedata.category(ch).startswith("M") else " " for ch in run)
 
 
 def clean_text(text: str, *, lowercase: bool = True) -> str:
@@ -31,14 +42,14 @@ def clean_text(text: str, *, lowercase: bool = True) -> str:
     AG News escapes are repaired first: ``\\`` line breaks become spaces and half-escaped entities
     (``#39;``, ``quot;``) become the characters they stand for, then HTML tags are dropped.
     Apostrophes are removed inside words ("don't" -> "dont"); any other non-alphanumeric character
-    separates words.
+    separates words. Text is NFC-normalised, and combining marks stay with their letters.
     """
-    text = text.replace("\\", " ")
+    text = unicodedata.normalize("NFC", text).replace("\\", " ")
     text = _HALF_ENTITIES.sub(lambda m: "&" + m.group(1), text)
     text = html.unescape(html.unescape(text))
     text = _TAGS.sub(" ", text)
     text = _APOSTROPHES.sub("", text)
-    text = _NOT_WORD.sub(" ", text)
+    text = _NOT_WORD.sub(_word_separator, text)
     text = _SPACES.sub(" ", text).strip()
     return text.lower() if lowercase else text
 

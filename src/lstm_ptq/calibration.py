@@ -1,0 +1,121 @@
+"""Calibration sets (paper sections 5.3, 5.4 and 6.1), built from the TRAINING split, in one registry.
+
+Every scheme draws the same number of documents (``fraction`` of the training split, 25% in the
+paper). Documents come from prefixes of ONE seeded permutation per class (and one of all rows), so
+schemes share documents wherever their classes overlap and differ only in composition:
+
+- ``class_unconditional``: a random sample of the training rows, whatever their classes (section 5.3).
+- ``class_conditional``: equal rows per class (section 5.4).
+- ``classes_<k>``: equal rows from k classes only (section 6.1's class coverage; ``classes_all`` = all).
+  The k classes are the first k of a seeded class permutation, so lower coverage is nested in higher.
+- ``pseudo_class_conditional``: balanced by the FLOAT model's own predicted labels, so it needs no
+  true labels: the practical answer to the paper's finding that balance matters but labels are absent.
+
+No scheme passes labels on: calibration and GPFQ see token sequences only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import DataError, ParamError
+
+_COVERAGE = re.compile(r"^classes_(all|\d+)$")
+
+
+@dataclass(frozen=True)
+class CalibrationContext:
+    labels: np.ndarray  # true labels of the training split (used only to compose label-aware schemes)
+    num_classes: int
+    size: int
+    seed: int
+    predicted_labels: np.ndarray | None = None  # float model's predictions on the training split
+
+
+def calibration_size(train_rows: int, fraction: float) -> int:
+    if not 0.0 < fraction <= 1.0:
+        raise ParamError(f"calibration.fraction: {fraction!r} is not in (0, 1]")
+    return max(1, int(round(fraction * train_rows)))
+
+
+def _class_permutations(labels: np.ndarray, num_classes: int, seed: int, what: str) -> list[np.ndarray]:
+    rng = np.random.default_rng([seed, 1])
+    permutations = []
+    for label in range(num_classes):
+        members = np.flatnonzero(labels == label)
+        permutations.append(members[rng.permutation(len(members))])
+    return permutations
+
+
+def balanced_rows(labels: np.ndarray, classes: list[int], size: int, seed: int, num_classes: int, what: str) -> np.ndarray:
+    """``size`` rows spread as evenly as possible over ``classes`` (prefixes of per-class permutations)."""
+    permutations = _class_permutations(labels, num_classes, seed, what)
+    base, extra = divmod(size, len(classes))
+    chosen = []
+    for position, label in enumerate(classes):
+        want = base + (1 if position < extra else 0)
+        available = permutations[label]
+        if len(available) == 0:
+            raise DataError(f"calibration scheme {what}: class {label} has no rows in the training split")
+        if want > len(available):
+            raise DataError(
+                f"calibration scheme {what}: class {label} has {len(available)} training rows, {want} needed;"
+                " lower calibration.fraction"
+            )
+        chosen.append(available[:want])
+    return np.sort(np.concatenate(chosen))
+
+
+def coverage_classes(num_classes: int, k: int, seed: int) -> list[int]:
+    order = np.random.default_rng([seed, 2]).permutation(num_classes)
+    return sorted(int(c) for c in order[:k])
+
+
+def _unconditional(ctx: CalibrationContext) -> np.ndarray:
+    order = np.random.default_rng([ctx.seed, 0]).permutation(len(ctx.labels))
+    return np.sort(order[: ctx.size])
+
+
+def _conditional(ctx: CalibrationContext) -> np.ndarray:
+    return balanced_rows(ctx.labels, list(range(ctx.num_classes)), ctx.size, ctx.seed, ctx.num_classes, "class_conditional")
+
+
+def _pseudo_conditional(ctx: CalibrationContext) -> np.ndarray:
+    if ctx.predicted_labels is None:
+        raise DataError("calibration scheme pseudo_class_conditional needs the float model's predictions")
+    present = sorted(int(c) for c in np.unique(ctx.predicted_labels))
+    return balanced_rows(ctx.predicted_labels, present, ctx.size, ctx.seed, ctx.num_classes, "pseudo_class_conditional")
+
+
+SCHEMES: dict[str, Callable[[CalibrationContext], np.ndarray]] = {
+    "class_unconditional": _unconditional,
+    "class_conditional": _conditional,
+    "pseudo_class_conditional": _pseudo_conditional,
+}
+
+NEEDS_PREDICTIONS = {"pseudo_class_conditional"}
+
+
+def check_scheme(name: str, num_classes: int | None = None) -> str:
+    match = _COVERAGE.match(name)
+    if name in SCHEMES or match:
+        if match and match.group(1) != "all" and num_classes is not None and not 1 <= int(match.group(1)) <= num_classes:
+            raise ParamError(f"calibration scheme {name!r}: k must be in 1..{num_classes}")
+        return name
+    raise ParamError(f"unknown calibration scheme {name!r}; expected one of {sorted(SCHEMES)} or classes_<k> / classes_all")
+
+
+def select_calibration_rows(name: str, ctx: CalibrationContext) -> np.ndarray:
+    """Row indices of the training split that form the calibration set of scheme ``name``."""
+    check_scheme(name, ctx.num_classes)
+    if ctx.size > len(ctx.labels):
+        raise ParamError(f"calibration size {ctx.size} exceeds the {len(ctx.labels)} training rows")
+    if name in SCHEMES:
+        return SCHEMES[name](ctx)
+    k_text = _COVERAGE.match(name).group(1)  # type: ignore[union-attr]
+    k = ctx.num_classes if k_text == "all" else int(k_text)
+    return balanced_rows(ctx.labels, coverage_classes(ctx.num_classes, k, ctx.seed), ctx.size, ctx.seed, ctx.num_classes, name)

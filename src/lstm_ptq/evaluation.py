@@ -1,0 +1,101 @@
+"""Test-set evaluation shared by float and quantized models: accuracy, per-class accuracy, confusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .models import GenerativeLSTM, classify_generative, generative_label_losses
+from .preprocess import EncodedSplit
+
+# (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar length, so little work is spent on padding."""
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def batch_tensors(split: EncodedSplit, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = split.lengths[rows]
+    width = int(lengths.max())
+    return torch.from_numpy(split.tokens[rows, :width].astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
+
+
+def discriminative_scorer(model: torch.nn.Module) -> Scorer:
+    return lambda tokens, lengths: torch.log_softmax(model(tokens, lengths), dim=1)
+
+
+def generative_scorer(model: GenerativeLSTM) -> Scorer:
+    """Scores are minus the sequence losses (equation 14: the lowest loss wins)."""
+    return lambda tokens, lengths: -generative_label_losses(model, tokens, lengths)
+
+
+def float_scorer(model: torch.nn.Module) -> Scorer:
+    return generative_scorer(model) if isinstance(model, GenerativeLSTM) else discriminative_scorer(model)
+
+
+@torch.no_grad()
+def score_split(scorer: Scorer, split: EncodedSplit, batch_size: int = 256) -> np.ndarray:
+    """[N, C] class scores for every document, in the split's order."""
+    out: np.ndarray | None = None
+    for rows in length_sorted_batches(split.lengths, batch_size):
+        scores = scorer(*batch_tensors(split, rows)).float().numpy()
+        if out is None:
+            out = np.zeros((len(split), scores.shape[1]), dtype=np.float64)
+        out[rows] = scores
+    assert out is not None, "empty split"
+    return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    predictions: np.ndarray  # [N]
+    labels: np.ndarray  # [N]
+    true_label_loss: np.ndarray  # [N]: -score of the true label (sequence loss for generative models)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predictions == self.labels).mean())
+
+    def confusion(self, num_classes: int) -> np.ndarray:
+        matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predictions), 1)
+        return matrix
+
+    def metrics(self, class_names: list[str]) -> dict[str, Any]:
+        confusion = self.confusion(len(class_names))
+        per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+        return {
+            "accuracy": round(self.accuracy, 6),
+            "documents": int(len(self.labels)),
+            "mean_loss": round(float(self.true_label_loss.mean()), 6),
+            "per_class_accuracy": {name: round(float(a), 6) for name, a in zip(class_names, per_class)},
+        }
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, log_prior: np.ndarray | None = None) -> Evaluation:
+    decision = scores if log_prior is None else scores + log_prior[None, :]
+    predictions = decision.argmax(axis=1)
+    true_loss = -scores[np.arange(len(labels)), labels]
+    return Evaluation(predictions, labels, true_loss)
+
+
+def class_log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """log p(y) from training label frequencies (equation 6), add-one smoothed."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum())
+
+
+def confusion_rows(evaluation: Evaluation, class_names: list[str]) -> list[dict[str, str]]:
+    """One row per document, the format ``dvc plots`` draws as a confusion matrix."""
+    return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(evaluation.labels, evaluation.predictions)]
+
+
+__all__ = ["Scorer", "score_split", "evaluate", "Evaluation", "float_scorer", "class_log_prior", "classify_generative"]

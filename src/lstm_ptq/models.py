@@ -1,0 +1,263 @@
+"""The two LSTM classifiers of the paper's section 3.
+
+- :class:`DiscriminativeLSTM`: embedding -> LSTM -> linear layer on the hidden state at the last REAL
+  token of each padded sequence (equations 1-5).
+- :class:`GenerativeLSTM`: class-conditional language model; the next-token distribution is a linear
+  decoder over ``[h_t ; l_y]`` (equations 8-13), and classification picks the label with the lowest
+  sequence loss (equation 14), optionally adding ``-log p(y)`` (equation 6).
+
+Sequences are right-padded with ``<pad>`` (id 0). The generative model reads ``<bos> x_1 .. x_T`` and
+predicts ``x_1 .. x_T <eos>``, so every real token, and the end of the document, is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import DataError, ParamError
+from .text import BOS_ID, EOS_ID, PAD_ID
+
+MODEL_TYPES = ("discriminative", "generative")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_type: str
+    vocab_size: int
+    num_classes: int
+    embedding_dim: int = 100
+    hidden_size: int = 100
+    num_layers: int = 1
+    label_embedding_dim: int = 100  # generative only (d_l, equation 9)
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ParamError(f"model_type: unknown model {self.model_type!r}; expected one of {list(MODEL_TYPES)}")
+        for name in ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers", "label_embedding_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ParamError(f"model.{name}: {getattr(self, name)!r} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> "ModelConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise DataError(f"{where}: unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def last_real_index(lengths: torch.Tensor) -> torch.Tensor:
+    if bool((lengths < 1).any()):
+        raise DataError("every sequence needs at least one real token (length >= 1)")
+    return lengths.long() - 1
+
+
+class DiscriminativeLSTM(nn.Module):
+    """Equations 1-4: z = W h_T with h_T the hidden state at the last real token (equation 2)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
+        self.classifier = nn.Linear(config.hidden_size, config.num_classes)
+
+    def final_hidden(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.lstm(self.embedding(tokens))
+        index = last_real_index(lengths).to(outputs.device)
+        return outputs[torch.arange(outputs.shape[0], device=outputs.device), index]
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class logits [B, C]."""
+        return self.classifier(self.final_hidden(tokens, lengths))
+
+
+def generative_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs ``<bos> x_1..x_T``, targets ``x_1..x_T <eos>`` and the mask of real target positions."""
+    batch, width = tokens.shape
+    bos = torch.full((batch, 1), BOS_ID, dtype=tokens.dtype, device=tokens.device)
+    inputs = torch.cat([bos, tokens], dim=1)
+    targets = torch.cat([tokens, torch.full((batch, 1), PAD_ID, dtype=tokens.dtype, device=tokens.device)], dim=1)
+    rows = torch.arange(batch, device=tokens.device)
+    targets[rows, lengths.long().to(tokens.device)] = EOS_ID
+    positions = torch.arange(width + 1, device=tokens.device).unsqueeze(0)
+    mask = positions <= lengths.long().to(tokens.device).unsqueeze(1)
+    return inputs, targets, mask
+
+
+class GenerativeLSTM(nn.Module):
+    """Equations 7-14: p(x | y) = prod_t softmax(W [h_t ; l_y])[x_{t+1}]."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
+        self.label_embedding = nn.Embedding(config.num_classes, config.label_embedding_dim)
+        self.decoder = nn.Linear(config.hidden_size + config.label_embedding_dim, config.vocab_size)
+
+    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.lstm(self.embedding(inputs))
+        return outputs
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed next-token cross-entropy per document given its label (equation 13), shape [B].
+
+        The decoder runs on real positions only: padding costs no vocabulary softmax.
+        """
+        inputs, targets, mask = generative_io(tokens, lengths)
+        hidden = self.hidden_states(inputs)
+        positions = mask.reshape(-1).nonzero().squeeze(1)
+        doc_index = positions // mask.shape[1]
+        h = hidden.reshape(-1, hidden.shape[-1])[positions]
+        label_e = self.label_embedding(labels.long().to(h.device))[doc_index]
+        logits = self.decoder(torch.cat([h, label_e], dim=-1))
+        nll = F.cross_entropy(logits, targets.reshape(-1)[positions].long(), reduction="none")
+        return nll.new_zeros(tokens.shape[0]).index_add_(0, doc_index, nll)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generative scoring: all labels from one LSTM pass and one decoder pass.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecoderParts:
+    """The decoder W [h ; l_y] + b split as W_h h + (W_l l_y + b), with its input quantizer (or identity).
+
+    ``quantize_input`` is applied element-wise to h and to l_y; with one shared scale this equals
+    quantizing the concatenation, so the decomposition stays exact for a quantized model.
+    """
+
+    weight_h: torch.Tensor  # [V, H]
+    weight_l: torch.Tensor  # [V, d_l]
+    bias: torch.Tensor | None  # [V]
+    label_embeddings: torch.Tensor  # [C, d_l]
+    quantize_input: Callable[[torch.Tensor], torch.Tensor]
+
+
+def float_decoder_parts(model: GenerativeLSTM) -> DecoderParts:
+    hidden = model.config.hidden_size
+    weight = model.decoder.weight
+    return DecoderParts(weight[:, :hidden], weight[:, hidden:], model.decoder.bias, model.label_embedding.weight, lambda x: x)
+
+
+def label_losses_fast(hidden: torch.Tensor, targets: torch.Tensor, parts: DecoderParts, chunk: int = 2048) -> torch.Tensor:
+    """Per-position losses for every label, ``[N, C]``, from hidden states ``[N, H]`` of REAL positions.
+
+    log sum_v exp(a_v + b_{y,v}) = m_a + m_y + log( sum_v exp(a_v - m_a) exp(b_{y,v} - m_y) ), so one
+    exponentiation of the decoder output and one [N, V] x [V, C] product give all C log-normalisers.
+    """
+    label_in = parts.quantize_input(parts.label_embeddings)
+    label_logits = label_in @ parts.weight_l.T  # [C, V]
+    if parts.bias is not None:
+        label_logits = label_logits + parts.bias
+    label_max = label_logits.max(dim=1, keepdim=True).values  # [C, 1]
+    label_exp = torch.exp(label_logits - label_max).T.contiguous()  # [V, C]
+    out = []
+    for start in range(0, hidden.shape[0], chunk):
+        h = parts.quantize_input(hidden[start : start + chunk])
+        t = targets[start : start + chunk].long()
+        a = h @ parts.weight_h.T  # [n, V]
+        a_max = a.max(dim=1, keepdim=True).values
+        sums = torch.exp(a - a_max) @ label_exp  # [n, C]
+        log_z = a_max + torch.log(sums) + label_max.T
+        target_logit = a.gather(1, t.unsqueeze(1)) + label_logits[:, t].T  # [n, C]
+        underflow = ~torch.isfinite(log_z)
+        if bool(underflow.any()):  # a label's logits far below the document's: use the exact form there
+            rows = underflow.any(dim=1).nonzero().squeeze(1)
+            exact = torch.logsumexp(a[rows].unsqueeze(1) + label_logits.unsqueeze(0), dim=2)
+            log_z[rows] = exact
+        out.append(log_z - target_logit)
+    return torch.cat(out) if out else hidden.new_zeros((0, parts.label_embeddings.shape[0]))
+
+
+def document_label_losses(
+    hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, parts: DecoderParts
+) -> torch.Tensor:
+    """Sequence loss (equation 13) of every document under every label, ``[B, C]``; padding costs nothing."""
+    batch = hidden.shape[0]
+    flat_mask = mask.reshape(-1)
+    positions = flat_mask.nonzero().squeeze(1)
+    doc_index = positions // mask.shape[1]
+    per_position = label_losses_fast(hidden.reshape(-1, hidden.shape[-1])[positions], targets.reshape(-1)[positions], parts)
+    losses = per_position.new_zeros((batch, per_position.shape[1]))
+    losses.index_add_(0, doc_index, per_position)
+    return losses
+
+
+@torch.no_grad()
+def generative_label_losses(model: GenerativeLSTM, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, C] sequence losses of a float generative model from ONE LSTM pass."""
+    inputs, targets, mask = generative_io(tokens, lengths)
+    return document_label_losses(model.hidden_states(inputs), targets, mask, float_decoder_parts(model))
+
+
+@torch.no_grad()
+def generative_label_losses_naive(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Reference path: the full model once per label (C LSTM passes, C vocabulary softmaxes)."""
+    columns = []
+    for label in range(num_classes):
+        labels = torch.full((tokens.shape[0],), label, dtype=torch.long)
+        columns.append(model(tokens, lengths, labels))
+    return torch.stack(columns, dim=1)
+
+
+def classify_generative(losses: torch.Tensor, log_prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Equation 14 (or 6 with a prior): argmin_y  L(x, y) - log p(y)."""
+    if log_prior is not None:
+        losses = losses - log_prior.unsqueeze(0)
+    return losses.argmin(dim=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Construction and checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    return DiscriminativeLSTM(config) if config.model_type == "discriminative" else GenerativeLSTM(config)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``weights_only=True``; anything else is refused with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or pickled-object files
+        raise DataError(f"{path}: not a loadable state dict ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise DataError(f"{path}: expected a state dict (a mapping of names to tensors), found {type(state).__name__}")
+    return state
+
+
+def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """Load ``state`` into ``model`` after checking every key and shape; mismatches name the tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise DataError(f"{path}: checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise DataError(
+                f"{path}: tensor {name!r} has shape {tuple(state[name].shape)}, the model config expects {tuple(tensor.shape)}"
+                " (vocabulary size, hidden size or number of classes differ)"
+            )
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(config: ModelConfig, path: str | Path) -> nn.Module:
+    return load_into(build_model(config), load_state_dict(path), path).eval()

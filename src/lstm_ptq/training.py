@@ -1,0 +1,247 @@
+"""Training of the full-precision classifiers (paper section 4.3.1).
+
+Adam (lr 1e-3), batch 32, early stopping on validation accuracy with a patience, gradient clipping,
+a seed, and deterministic CPU runs: each epoch's batch order comes from a generator seeded with
+(seed, epoch), so a run killed between epochs resumes from its last saved epoch and ends with the
+same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .artifacts import atomic_write_bytes
+from .config import get_seed, get_typed, section
+from .errors import DataError, ParamError
+from .evaluation import batch_tensors, evaluate, float_scorer, score_split
+from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model
+from .preprocess import EncodedSplit
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    batch_size: int
+    learning_rate: float
+    max_epochs: int
+    patience: int
+    grad_clip: float
+    seed: int
+    num_threads: int
+    bucket_batches: int  # batches per length bucket (1 = plain shuffling)
+    train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], model_type: str) -> "TrainParams":
+        where = "train"
+        node = dict(section(params, where))
+        override = node.pop(model_type, None) or {}
+        merged = {**{k: v for k, v in node.items() if k not in MODEL_TYPES}, **override}
+        out = cls(
+            batch_size=get_typed(merged, "batch_size", int, where),
+            learning_rate=get_typed(merged, "learning_rate", float, where),
+            max_epochs=get_typed(merged, "max_epochs", int, where),
+            patience=get_typed(merged, "patience", int, where),
+            grad_clip=get_typed(merged, "grad_clip", float, where),
+            seed=get_seed(params),
+            num_threads=get_typed(merged, "num_threads", int, where),
+            bucket_batches=get_typed(merged, "bucket_batches", int, where),
+            train_accuracy_rows=get_typed(merged, "train_accuracy_rows", int, where),
+        )
+        for name in ("batch_size", "max_epochs", "patience", "num_threads", "bucket_batches"):
+            if getattr(out, name) < 1:
+                raise ParamError(f"{where}.{name}: {getattr(out, name)!r} must be >= 1")
+        if out.learning_rate <= 0 or out.grad_clip <= 0:
+            raise ParamError(f"{where}: learning_rate and grad_clip must be > 0")
+        return out
+
+
+def model_config_from_params(params: Mapping[str, Any], model_type: str, vocab_size: int, num_classes: int) -> ModelConfig:
+    where = "model"
+    node = section(params, where)
+    return ModelConfig(
+        model_type=model_type,
+        vocab_size=vocab_size,
+        num_classes=num_classes,
+        embedding_dim=get_typed(node, "embedding_dim", int, where),
+        hidden_size=get_typed(node, "hidden_size", int, where),
+        num_layers=get_typed(node, "num_layers", int, where),
+        label_embedding_dim=get_typed(node, "label_embedding_dim", int, where),
+    )
+
+
+def epoch_batches(lengths: np.ndarray, params: TrainParams, epoch: int) -> list[np.ndarray]:
+    """Shuffled batches of similar-length rows; the order depends only on (seed, epoch)."""
+    rng = np.random.default_rng([params.seed, epoch])
+    order = rng.permutation(len(lengths))
+    bucket = params.batch_size * params.bucket_batches
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), bucket):
+        chunk = order[start : start + bucket]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + params.batch_size] for i in range(0, len(chunk), params.batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def batch_loss(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+    """(loss to minimise, summed loss to report, number of units it is averaged over)."""
+    if isinstance(model, GenerativeLSTM):
+        per_doc = model(tokens, lengths, labels)
+        units = int(lengths.sum()) + len(lengths)  # predicted tokens, <eos> included
+        total = per_doc.sum()
+        return total / units, float(per_doc.detach().sum()), len(lengths)
+    loss = F.cross_entropy(model(tokens, lengths), labels, reduction="sum")
+    return loss / len(lengths), float(loss.detach()), len(lengths)
+
+
+def run_fingerprint(config: ModelConfig, params: TrainParams, data_files: list[Path]) -> str:
+    """Identifies a training run: a resume state is only reused by the run that wrote it."""
+    digest = hashlib.sha256(json.dumps([config.to_dict(), asdict(params)], sort_keys=True).encode())
+    for path in data_files:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _save_torch(path: Path, obj: Any) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _evaluate(model: nn.Module, split: EncodedSplit) -> tuple[float, float]:
+    model.eval()
+    result = evaluate(score_split(float_scorer(model), split), split.labels)
+    model.train()
+    return result.accuracy, float(result.true_label_loss.mean())
+
+
+def _subset(split: EncodedSplit, rows: np.ndarray) -> EncodedSplit:
+    return EncodedSplit(split.tokens[rows], split.lengths[rows], split.labels[rows], split.source_rows[rows])
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_valid_accuracy: float
+    train_seconds: float
+    tokens_per_second: float
+    resumed_from_epoch: int
+
+
+def train_model(
+    config: ModelConfig,
+    params: TrainParams,
+    train: EncodedSplit,
+    valid: EncodedSplit,
+    resume_path: Path | None = None,
+    fingerprint: str = "",
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train with early stopping on validation accuracy; returns the best-on-validation state dict."""
+    torch.set_num_threads(params.num_threads)
+    torch.manual_seed(params.seed)
+    torch.use_deterministic_algorithms(True)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+    history: list[dict[str, float]] = []
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    best_accuracy, best_epoch, stale, start_epoch = -1.0, 0, 0, 1
+    elapsed, tokens_seen = 0.0, 0
+
+    if resume_path is not None and resume_path.is_file():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == fingerprint:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            best_state = saved["best_state"]
+            history = [dict(row) for row in saved["history"]]
+            best_accuracy, best_epoch, stale = float(saved["best_accuracy"]), int(saved["best_epoch"]), int(saved["stale"])
+            elapsed, tokens_seen = float(saved["elapsed"]), int(saved["tokens_seen"])
+            start_epoch = int(saved["epoch"]) + 1
+    resumed_from = start_epoch - 1
+
+    rng = np.random.default_rng([params.seed, 0])
+    accuracy_rows = np.sort(rng.permutation(len(train))[: params.train_accuracy_rows])
+    train_probe = _subset(train, accuracy_rows)
+    labels_all = torch.from_numpy(train.labels.astype(np.int64))
+
+    model.train()
+    for epoch in range(start_epoch, params.max_epochs + 1):
+        if stale >= params.patience:
+            break
+        started = time.perf_counter()
+        total_loss, total_units = 0.0, 0
+        batches = epoch_batches(train.lengths, params, epoch)
+        for rows in tqdm(batches, desc=f"{config.model_type} epoch {epoch}", disable=None if progress is None else not progress, leave=False):
+            tokens, lengths = batch_tensors(train, rows)
+            loss, reported, units = batch_loss(model, tokens, lengths, labels_all[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            optimizer.step()
+            total_loss += reported
+            total_units += units
+            tokens_seen += int(lengths.sum())
+        elapsed += time.perf_counter() - started
+        valid_accuracy, valid_loss = _evaluate(model, valid)
+        train_accuracy, _ = _evaluate(model, train_probe)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(total_loss / max(total_units, 1), 6),
+                "train_accuracy": round(train_accuracy, 6),
+                "valid_loss": round(valid_loss, 6),
+                "valid_accuracy": round(valid_accuracy, 6),
+            }
+        )
+        if valid_accuracy > best_accuracy:
+            best_accuracy, best_epoch, stale = valid_accuracy, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if resume_path is not None:
+            _save_torch(
+                resume_path,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "best_state": best_state,
+                    "history": history,
+                    "best_accuracy": best_accuracy,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "elapsed": elapsed,
+                    "tokens_seen": tokens_seen,
+                },
+            )
+    return TrainResult(
+        state_dict=best_state,
+        history=history,
+        best_epoch=best_epoch,
+        best_valid_accuracy=best_accuracy,
+        train_seconds=elapsed,
+        tokens_per_second=tokens_seen / elapsed if elapsed > 0 else 0.0,
+        resumed_from_epoch=resumed_from,
+    )
+
+
+def check_vocabulary_fits(config: ModelConfig, split: EncodedSplit, where: str) -> None:
+    top = int(split.tokens.max()) if split.tokens.size else 0
+    if top >= config.vocab_size:
+        raise DataError(f"{where}: token id {top} is outside the vocabulary of {config.vocab_size} words")
