@@ -7,7 +7,7 @@ from lstm_ptq.cli import run_stage
 from lstm_ptq.config import check_dataset, load_params
 from lstm_ptq.models import MODEL_TYPES
 from lstm_ptq.errors import ParamError
-from lstm_ptq.pipeline import evaluate_stage
+from lstm_ptq.evaluation import evaluate_stage
 
 
 def main(args: argparse.Namespace) -> None:

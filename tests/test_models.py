@@ -21,7 +21,7 @@ from lstm_ptq.models import (
     generative_label_losses_naive,
     load_model,
 )
-from lstm_ptq.pipeline import save_state_dict
+from lstm_ptq.models import save_state_dict
 from lstm_ptq.preprocess import load_split, load_vocabulary
 from lstm_ptq.text import BOS_ID, EOS_ID, PAD_ID
 

@@ -12,15 +12,21 @@ predicts ``x_1 .. x_T <eos>``, so every real token, and the end of the document,
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .artifacts import atomic_write_bytes, read_json
 from .errors import DataError, ParamError
+from .paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from .preprocess import EncodedSplit
 from .text import BOS_ID, EOS_ID, PAD_ID
 
 MODEL_TYPES = ("discriminative", "generative")
@@ -223,6 +229,11 @@ def classify_generative(losses: torch.Tensor, log_prior: torch.Tensor | None = N
 # Construction and checkpoints
 # --------------------------------------------------------------------------------------------------
 
+def check_vocabulary_fits(config: ModelConfig, split: "EncodedSplit", where: str) -> None:
+    top = int(split.tokens.max()) if split.tokens.size else 0
+    if top >= config.vocab_size:
+        raise DataError(f"{where}: token id {top} is outside the vocabulary of {config.vocab_size} words")
+
 
 def build_model(config: ModelConfig) -> nn.Module:
     return DiscriminativeLSTM(config) if config.model_type == "discriminative" else GenerativeLSTM(config)
@@ -261,3 +272,15 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | P
 
 def load_model(config: ModelConfig, path: str | Path) -> nn.Module:
     return load_into(build_model(config), load_state_dict(path), path).eval()
+
+
+def save_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    buffer = io.BytesIO()
+    torch.save({k: v.contiguous() for k, v in state.items()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_float_model(paths: ProjectPaths, dataset: str, model_type: str) -> tuple[ModelConfig, torch.nn.Module]:
+    model_dir = paths.float_model_dir(dataset, model_type)
+    config = ModelConfig.from_dict(read_json(model_dir / "config.json"), where=str(model_dir / "config.json"))
+    return config, load_model(config, model_dir / "model.pt")

@@ -21,12 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .artifacts import atomic_write_bytes
+from .artifacts import atomic_write_bytes, write_csv, write_json
 from .config import get_seed, get_typed, section
-from .errors import DataError, ParamError
+from .errors import ParamError
 from .evaluation import batch_tensors, evaluate, float_scorer, score_split
-from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model
-from .preprocess import EncodedSplit
+from .datasets import DATASETS
+from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model, check_vocabulary_fits, save_state_dict
+from .paths import ProjectPaths
+from .preprocess import EncodedSplit, load_split, load_vocabulary
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,35 @@ def train_model(
     )
 
 
-def check_vocabulary_fits(config: ModelConfig, split: EncodedSplit, where: str) -> None:
-    top = int(split.tokens.max()) if split.tokens.size else 0
-    if top >= config.vocab_size:
-        raise DataError(f"{where}: token id {top} is outside the vocabulary of {config.vocab_size} words")
+
+
+def train_stage(params: Mapping[str, Any], dataset: str, model_type: str, root: Path) -> dict[str, Any]:
+    paths = ProjectPaths(root)
+    tokenized = paths.tokenized(dataset)
+    vocabulary = load_vocabulary(tokenized)
+    train, valid = load_split(tokenized, "train"), load_split(tokenized, "valid")
+    config = model_config_from_params(params, model_type, len(vocabulary), DATASETS[dataset].num_classes)
+    train_params = TrainParams.from_params(params, model_type)
+    for name, split in (("train", train), ("valid", valid)):
+        check_vocabulary_fits(config, split, str(tokenized / f"{name}.npz"))
+    resume = paths.resume_state(dataset, model_type)
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(config, train_params, [tokenized / "train.npz", tokenized / "valid.npz"])
+    result = train_model(config, train_params, train, valid, resume_path=resume, fingerprint=fingerprint)
+
+    model_dir = paths.float_model_dir(dataset, model_type)
+    write_json(model_dir / "config.json", config.to_dict())
+    save_state_dict(model_dir / "model.pt", result.state_dict)
+    write_csv(paths.train_curve(dataset, model_type), result.history, list(result.history[0]))
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_valid_accuracy": round(result.best_valid_accuracy, 6),
+        "train_rows": len(train),
+        "vocab_size": len(vocabulary),
+        "train_seconds": round(result.train_seconds, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+    }
+    write_json(paths.train_metrics(dataset, model_type), metrics)
+    resume.unlink(missing_ok=True)  # the finished model is the output now
+    return metrics

@@ -1,0 +1,122 @@
+"""A copy of this project in a temporary git + DVC repository, driven through the real ``dvc`` CLI.
+
+Set up the way DVC's own test suite does it: ``git init`` and a first commit, ``dvc init``, a fake HOME
+with a git user, ``GIT_CONFIG_NOSYSTEM=1``, ``DVC_TEST=true`` and analytics off. Stage commands run
+with this venv's ``bin`` first on PATH and ``PYTHONPATH=<copy>/src``, so they import the copy's package
+rather than the editable install that points at the working tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What the data stages need; later stages' code lives in the same folders and comes along.
+PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")
+PROJECT_DIRS = ("stages", "src", "data/bundled")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+_RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a ``dvc repro`` output says it ran, in order."""
+    return _RUNNING_STAGE.findall(output)
+
+
+def hash_files(root: Path, *relative: str) -> dict[str, str]:
+    """SHA-256 of every file under each ``relative`` path (file or directory), keyed by path from ``root``."""
+    digests = {}
+    for rel in relative:
+        top = root / rel
+        if not top.exists():
+            raise FileNotFoundError(top)
+        paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in paths:
+            digests[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def snapshot_project(dest: Path) -> Path:
+    """Copy what the pipeline needs from the working tree once, so that every repository a test module
+    builds starts from the same files even while the working tree is being edited."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        shutil.copy2(PROJECT_ROOT / name, dest / name)
+    for name in PROJECT_DIRS:
+        shutil.copytree(PROJECT_ROOT / name, dest / name, ignore=_IGNORED)
+    return dest
+
+
+def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "XDG_"))}
+    env.update(
+        HOME=str(home),
+        GIT_CONFIG_NOSYSTEM="1",
+        DVC_TEST="true",
+        DVC_NO_ANALYTICS="1",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=str(repo / "src"),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONHASHSEED=hash_seed,
+    )
+    return env
+
+
+@dataclass
+class DvcProject:
+    root: Path
+    env: dict[str, str]
+
+    @classmethod
+    def create(cls, base: Path, source: Path, hash_seed: str = "0") -> "DvcProject":
+        """Copy ``source`` (a :func:`snapshot_project`) into ``base/repo``, commit it, ``dvc init``, commit again."""
+        home, repo = base / "home", base / "repo"
+        home.mkdir(parents=True)
+        shutil.copytree(source, repo)
+        project = cls(repo, _isolated_env(home, repo, hash_seed))
+        project.run("git", "config", "--global", "user.name", "DVC Tester")
+        project.run("git", "config", "--global", "user.email", "dvctester@example.com")
+        project.run("git", "config", "--global", "init.defaultBranch", "main")
+        project.run("git", "init", "-q")
+        project.run("git", "add", "-A")
+        project.run("git", "commit", "-q", "-m", "project")
+        project.dvc("init", "-q")
+        project.dvc("config", "core.analytics", "false")
+        # DVC's state and index databases go inside the temporary tree, not /var/tmp.
+        project.dvc("config", "--local", "core.site_cache_dir", str(base / "site_cache"))
+        project.run("git", "add", "-A")
+        project.run("git", "commit", "-q", "-m", "dvc init")
+        imported = project.run(sys.executable, "-c", "import lstm_ptq; print(lstm_ptq.__file__)").strip()
+        if not Path(imported).resolve().is_relative_to(repo.resolve()):
+            raise AssertionError(f"stage commands would import lstm_ptq from {imported}, not from the copy in {repo}")
+        return project
+
+    def run(self, *args: str) -> str:
+        """Run a command in the repository; return stdout and stderr together, failing on a non-zero exit."""
+        result = subprocess.run(args, cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            raise AssertionError(f"`{' '.join(args)}` exited {result.returncode}:\n{result.stdout}")
+        return result.stdout
+
+    def dvc(self, *args: str) -> str:
+        return self.run(sys.executable, "-m", "dvc", *args)
+
+    def params(self) -> dict[str, Any]:
+        return yaml.safe_load((self.root / "params.yaml").read_text(encoding="utf-8"))
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Rewrite params.yaml; DVC compares parameter values, so comments and layout do not matter."""
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+    def lock(self) -> dict[str, Any]:
+        return yaml.safe_load((self.root / "dvc.lock").read_text(encoding="utf-8"))
