@@ -33,3 +33,15 @@ class ProjectPaths:
 
     def confusion(self, dataset: str, model_type: str) -> Path:
         return self.root / "plots" / "confusion" / dataset / f"{model_type}.csv"
+
+    def noisy(self, dataset: str, noise_model: str) -> Path:
+        return self.root / "data" / "noisy" / dataset / noise_model
+
+    def noisy_stats(self, dataset: str, noise_model: str) -> Path:
+        return self.root / "metrics" / "noisy_test" / dataset / f"{noise_model}.json"
+
+    def float_noise_metrics(self, dataset: str, model_type: str, noise_model: str) -> Path:
+        return self.root / "metrics" / "noise" / "float" / dataset / model_type / f"{noise_model}.json"
+
+    def float_noise_curve(self, dataset: str, model_type: str, noise_model: str) -> Path:
+        return self.root / "plots" / "noise" / "float" / dataset / model_type / f"{noise_model}.csv"

@@ -1,0 +1,29 @@
+"""Stage ``noise_float@<dataset>-<model_type>-<noise_model>``: float accuracy vs noise level (Figure 9)."""
+
+import argparse
+from pathlib import Path
+
+from lstm_ptq.cli import run_stage
+from lstm_ptq.config import check_dataset, load_params
+from lstm_ptq.errors import ParamError
+from lstm_ptq.models import MODEL_TYPES
+from lstm_ptq.noise import noise_model
+from lstm_ptq.robustness import float_noise_stage
+
+
+def main(args: argparse.Namespace) -> None:
+    check_dataset(args.dataset)
+    if args.model_type not in MODEL_TYPES:
+        raise ParamError(f"model_type: unknown model {args.model_type!r}; expected one of {list(MODEL_TYPES)}")
+    noise_model(args.noise_model, "noise_model")
+    float_noise_stage(load_params(args.params), args.dataset, args.model_type, args.noise_model, Path(args.root))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("model_type")
+    parser.add_argument("noise_model")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
+    run_stage(main, parser)
