@@ -119,3 +119,52 @@ def select_calibration_rows(name: str, ctx: CalibrationContext) -> np.ndarray:
     k_text = _COVERAGE.match(name).group(1)  # type: ignore[union-attr]
     k = ctx.num_classes if k_text == "all" else int(k_text)
     return balanced_rows(ctx.labels, coverage_classes(ctx.num_classes, k, ctx.seed), ctx.size, ctx.seed, ctx.num_classes, name)
+
+
+def _feasible(name: str, ctx: CalibrationContext) -> bool:
+    try:
+        select_calibration_rows(name, ctx)
+    except DataError:
+        return False
+    return True
+
+
+def largest_feasible_size(name: str, ctx: CalibrationContext) -> int:
+    """The largest calibration size scheme ``name`` can draw from the training split (binary search)."""
+    low, high = 0, len(ctx.labels)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _feasible(name, CalibrationContext(ctx.labels, ctx.num_classes, middle, ctx.seed, ctx.predicted_labels)):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def build_calibration_sets(
+    labels: np.ndarray, num_classes: int, fraction: float, schemes: list[str], seed: int, predicted_labels: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """Rows of every scheme at ONE common size, so schemes differ in composition only.
+
+    The size is ``fraction`` of the training split unless a scheme of the grid cannot supply that
+    many rows from its classes (e.g. one DBPedia class holds ~7% of the rows): then it is the largest
+    size every scheme can supply. The summary records the size and each scheme's class histogram.
+    """
+    for name in schemes:
+        check_scheme(name, num_classes)
+    if len(set(schemes)) != len(schemes):
+        raise ParamError(f"calibration.schemes: {schemes!r} repeats a scheme")
+    requested = calibration_size(len(labels), fraction)
+    probe = CalibrationContext(labels, num_classes, requested, seed, predicted_labels)
+    size = min([requested] + [largest_feasible_size(name, probe) for name in schemes])
+    if size < 1:
+        raise DataError(f"calibration.schemes: some scheme cannot draw a single row from the training split ({schemes})")
+    ctx = CalibrationContext(labels, num_classes, size, seed, predicted_labels)
+    rows = {name: select_calibration_rows(name, ctx) for name in schemes}
+    summary: dict[str, object] = {
+        "requested_size": requested,
+        "size": size,
+        "fraction_of_train": round(size / len(labels), 6),
+        "class_histogram": {name: np.bincount(labels[r], minlength=num_classes).tolist() for name, r in rows.items()},
+    }
+    return rows, summary

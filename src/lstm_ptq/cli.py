@@ -17,3 +17,22 @@ def run_stage(main: Callable[[argparse.Namespace], None], parser: argparse.Argum
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def parse_bit_width(text: str) -> int:
+    """A stage's bit-width argument; range checks happen in :class:`lstm_ptq.quantize.QuantSpec`."""
+    from .errors import ParamError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ParamError(f"bit_width: {text!r} is not an integer") from None
+
+
+def check_model_type(name: str, where: str = "model_type") -> str:
+    from .errors import ParamError
+    from .models import MODEL_TYPES
+
+    if name not in MODEL_TYPES:
+        raise ParamError(f"{where}: unknown model {name!r}; expected one of {list(MODEL_TYPES)}")
+    return name
