@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from lstm_ptq.config import DownloadParams, RemoteSource
-from lstm_ptq.datasets import read_release_csv
-from lstm_ptq.download import run_download
+from lstm_ptq.datasets import DATASETS, read_release_csv
+from lstm_ptq.download import materialize_bundled, run_download
 from lstm_ptq.errors import DataError, DownloadError, ParamError
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -434,3 +434,17 @@ def test_malformed_csv_inside_the_archive_names_url_and_member(server, good_ag_n
     url = server.url("/a.tgz")
     expected = f"^{re.escape(url)}!ag_news_csv/train.csv: line 301: class index 9 is out of range; expected 1..4$"
     assert_refused(remote(url, sha256(body)), good_ag_news, expected, error=DataError)
+
+
+def test_bundled_extra_train_rows_join_the_training_split_only(tmp_path: Path) -> None:
+    from lstm_ptq.download import EXTRA_TRAIN_FILES, read_bundled_csv
+
+    bundled = Path(__file__).resolve().parents[1] / "data" / "bundled"
+    spec = DATASETS["ag_news"]
+    materialize_bundled(spec, bundled, tmp_path, None, 7, extra_train=True)
+    train = read_release_csv(tmp_path / "train.csv", 4)
+    base = read_bundled_csv(bundled, spec, "train.csv")
+    extra = read_bundled_csv(bundled, spec, EXTRA_TRAIN_FILES["ag_news"])
+    assert train == base + extra and len(extra) == 15895
+    assert all(doc.title == "" for doc in train[len(base):])
+    assert (tmp_path / "test.csv").read_bytes() == gzip.decompress((bundled / "ag_news" / "test.csv.gz").read_bytes())

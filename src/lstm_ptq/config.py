@@ -111,6 +111,7 @@ class DownloadParams:
     remote: RemoteSource | None
     bundled_test_fraction: float | None
     seed: int
+    bundled_extra_train: bool = False  # append the bundled title-less extra training rows (see PROVENANCE.md)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], dataset: str) -> "DownloadParams":
@@ -124,7 +125,8 @@ class DownloadParams:
         test_fraction = None
         if "bundled_test_fraction" in node:
             test_fraction = check_fraction(get_typed(node, "bundled_test_fraction", float, where), f"{where}.bundled_test_fraction")
-        return cls(dataset, source, remote, test_fraction, get_seed(params))
+        extra = get_typed(node, "bundled_extra_train", bool, where) if "bundled_extra_train" in node else False
+        return cls(dataset, source, remote, test_fraction, get_seed(params), extra)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,15 @@ def _write_release(staged: Path, spec: DatasetSpec, train: list[Document], test:
     atomic_write_text(staged / "classes.txt", "".join(f"{name}\n" for name in classes))
 
 
-def materialize_bundled(spec: DatasetSpec, bundled_root: Path, staged: Path, test_fraction: float | None, seed: int) -> None:
+# Extra training rows with the title missing: lower quality, more data (data/bundled/PROVENANCE.md).
+EXTRA_TRAIN_FILES = {"ag_news": "extra_train_description_only.csv", "dbpedia": "extra_content_only_unknown_split.csv"}
+
+
+def materialize_bundled(
+    spec: DatasetSpec, bundled_root: Path, staged: Path, test_fraction: float | None, seed: int, extra_train: bool = False
+) -> None:
+    """Release files from the bundled rows. Extra rows, if asked for, join the training split only,
+    after any test split has been carved out of ``train.csv``."""
     classes = read_classes(bundled_root / spec.name / "classes.txt", spec)
     train = read_bundled_csv(bundled_root, spec, "train.csv")
     test_gz = bundled_root / spec.name / "test.csv.gz"
@@ -86,6 +94,8 @@ def materialize_bundled(spec: DatasetSpec, bundled_root: Path, staged: Path, tes
         raise ParamError(
             f"download.{spec.name}.bundled_test_fraction: required, because no bundled test split exists ({test_gz})"
         )
+    if extra_train:
+        train = train + read_bundled_csv(bundled_root, spec, EXTRA_TRAIN_FILES[spec.name])
     _write_release(staged, spec, train, test, classes)
 
 
@@ -192,7 +202,7 @@ def run_download(params: DownloadParams, bundled_root: Path, out_dir: Path) -> N
     staged = staging_directory(out_dir)
     try:
         if params.source == "bundled":
-            materialize_bundled(spec, bundled_root, staged, params.bundled_test_fraction, params.seed)
+            materialize_bundled(spec, bundled_root, staged, params.bundled_test_fraction, params.seed, params.bundled_extra_train)
         else:
             assert params.remote is not None
             fetch_remote(spec, params.remote, staged)
