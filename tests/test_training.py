@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 def small_params(**train_overrides) -> dict:
     params = load_params(REPO / "params.yaml")
     params["model"] = {"embedding_dim": 24, "hidden_size": 24, "num_layers": 1, "label_embedding_dim": 8}
-    params["train"].update({"max_epochs": 3, "patience": 5, "num_threads": 1, "train_accuracy_rows": 200, "generative": {"max_epochs": 2}})
+    # the shared keys below govern the discriminative model; the generative one keeps a 2-epoch override
+    params["train"].update({"max_epochs": 3, "patience": 5, "num_threads": 1, "train_accuracy_rows": 200, "discriminative": {}, "generative": {"max_epochs": 2}})
     params["train"].update(train_overrides)
     return params
 
@@ -120,6 +121,19 @@ def test_bad_train_params_name_the_key(key: str, value: object, message: str) ->
     params = small_params(**{key: value})
     with pytest.raises(ParamError, match=message):
         TrainParams.from_params(params, "discriminative")
+
+
+def test_per_model_overrides_win_and_errors_name_their_own_path() -> None:
+    params = small_params(max_epochs=7, generative={"max_epochs": 2, "patience": 1})
+    assert TrainParams.from_params(params, "discriminative").max_epochs == 7
+    generative = TrainParams.from_params(params, "generative")
+    assert (generative.max_epochs, generative.patience, generative.batch_size) == (2, 1, params["train"]["batch_size"])
+    with pytest.raises(ParamError, match=r"train\.generative\.max_epochs: 0 must be >= 1"):
+        TrainParams.from_params(small_params(generative={"max_epochs": 0}), "generative")
+    with pytest.raises(ParamError, match=r"train\.generative\.learning_rate: 'x' is not a float"):
+        TrainParams.from_params(small_params(generative={"learning_rate": "x"}), "generative")
+    with pytest.raises(ParamError, match=r"train\.generative: .* not a mapping"):
+        TrainParams.from_params(small_params(generative=[1]), "generative")
 
 
 def test_train_stage_cli_reports_unknown_model_type(tmp_path: Path) -> None:

@@ -45,26 +45,38 @@ class TrainParams:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], model_type: str) -> "TrainParams":
-        where = "train"
-        node = dict(section(params, where))
+        node = dict(section(params, "train"))
         override = node.pop(model_type, None) or {}
-        merged = {**{k: v for k, v in node.items() if k not in MODEL_TYPES}, **override}
+        if not isinstance(override, Mapping):
+            raise ParamError(f"train.{model_type}: {override!r} is not a mapping of per-model overrides")
+        shared = {k: v for k, v in node.items() if k not in MODEL_TYPES}
+
+        def get(key: str, kind: type) -> Any:
+            # an overridden key is reported under its own path, e.g. train.generative.max_epochs
+            if key in override:
+                return get_typed(override, key, kind, f"train.{model_type}")
+            return get_typed(shared, key, kind, "train")
+
+        def where(key: str) -> str:
+            return f"train.{model_type}.{key}" if key in override else f"train.{key}"
+
         out = cls(
-            batch_size=get_typed(merged, "batch_size", int, where),
-            learning_rate=get_typed(merged, "learning_rate", float, where),
-            max_epochs=get_typed(merged, "max_epochs", int, where),
-            patience=get_typed(merged, "patience", int, where),
-            grad_clip=get_typed(merged, "grad_clip", float, where),
+            batch_size=get("batch_size", int),
+            learning_rate=get("learning_rate", float),
+            max_epochs=get("max_epochs", int),
+            patience=get("patience", int),
+            grad_clip=get("grad_clip", float),
             seed=get_seed(params),
-            num_threads=get_typed(merged, "num_threads", int, where),
-            bucket_batches=get_typed(merged, "bucket_batches", int, where),
-            train_accuracy_rows=get_typed(merged, "train_accuracy_rows", int, where),
+            num_threads=get("num_threads", int),
+            bucket_batches=get("bucket_batches", int),
+            train_accuracy_rows=get("train_accuracy_rows", int),
         )
         for name in ("batch_size", "max_epochs", "patience", "num_threads", "bucket_batches"):
             if getattr(out, name) < 1:
-                raise ParamError(f"{where}.{name}: {getattr(out, name)!r} must be >= 1")
-        if out.learning_rate <= 0 or out.grad_clip <= 0:
-            raise ParamError(f"{where}: learning_rate and grad_clip must be > 0")
+                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be >= 1")
+        for name in ("learning_rate", "grad_clip"):
+            if getattr(out, name) <= 0:
+                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be > 0")
         return out
 
 
