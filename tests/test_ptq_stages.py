@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 
 from lstm_ptq.artifacts import load_arrays, read_json
 from lstm_ptq.errors import DataError, ParamError
@@ -15,7 +16,7 @@ from lstm_ptq.evaluation import evaluate_stage
 from lstm_ptq.figures import ptq_report_stage
 from lstm_ptq.models import ModelConfig
 from lstm_ptq.preprocess import load_split
-from lstm_ptq.ptq import ProjectPaths, calibrate_stage, calibration_sets_stage, quantize_stage
+from lstm_ptq.ptq import ProjectPaths, activation_ranges_stage, calibrate_stage, calibration_sets_stage, quantize_stage
 from lstm_ptq.quantize import QuantSpec, is_calibrated, load_quantized
 from lstm_ptq.training import train_stage
 from test_training import clone_project, small_params
@@ -38,6 +39,8 @@ def grid(small_ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         train_stage(params, "ag_news", model_type, root)
         evaluate_stage(params, "ag_news", model_type, root)
         calibration_sets_stage(params, "ag_news", model_type, root)
+        for scheme in SCHEMES:
+            activation_ranges_stage(params, "ag_news", model_type, scheme, root)
         for bit_width in (8, 3):
             quantize_stage(params, "ag_news", model_type, bit_width, root)
             for scheme in SCHEMES:
@@ -79,6 +82,34 @@ def test_every_cell_has_metrics_and_a_calibrated_checkpoint(grid: tuple[Path, di
                 assert is_calibrated(model)
         eight = read_json(paths.calibrate_metrics("ag_news", model_type, 8, "class_conditional"))
         assert abs(eight["accuracy_drop"]) < 0.05  # 8 bits stays close to float
+
+
+def test_cells_of_one_scheme_share_its_ranges_and_differ_across_schemes(grid: tuple[Path, dict]) -> None:
+    root, params = grid
+    paths = ProjectPaths(root)
+    config = ModelConfig.from_dict(read_json(paths.float_model_dir("ag_news", "generative") / "config.json"))
+    ranges = {s: load_arrays(paths.activation_ranges("ag_news", "generative", s) / "ranges.npz") for s in SCHEMES}
+    for bit_width in (8, 3):
+        model = load_quantized(paths.calibrated("ag_news", "generative", bit_width, "classes_1"), config, QuantSpec.from_params(params, bit_width))
+        stored = {name: module.value.detach().numpy().reshape(-1) for name, module in model.named_modules() if isinstance(module, ParameterFromRuntimeStatsScaling)}
+        assert set(stored) == set(ranges["classes_1"])
+        assert all(np.array_equal(stored[name], ranges["classes_1"][name]) for name in stored)
+    # a one-class calibration set sees different activations than a class-conditional one
+    assert any(not np.array_equal(ranges["classes_1"][n], ranges["class_conditional"][n]) for n in ranges["classes_1"])
+    summary = read_json(paths.activation_ranges("ag_news", "generative", "classes_1") / "summary.json")
+    assert summary["calibration_documents"] == read_json(paths.calibration_sets("ag_news", "generative") / "summary.json")["size"]
+
+
+def test_calibrate_without_its_ranges_names_the_missing_file(grid: tuple[Path, dict], tmp_path: Path) -> None:
+    root, params = grid
+    moved = tmp_path / "ranges"
+    source = ProjectPaths(root).activation_ranges("ag_news", "discriminative", "classes_1")
+    source.rename(moved)
+    try:
+        with pytest.raises(DataError, match=r"activation_ranges/ag_news/discriminative/classes_1/ranges\.npz: missing"):
+            calibrate_stage(params, "ag_news", "discriminative", 3, "classes_1", root)
+    finally:
+        moved.rename(source)
 
 
 def test_uncalibrated_checkpoint_is_refused_where_a_calibrated_one_is_expected(grid: tuple[Path, dict]) -> None:

@@ -6,6 +6,7 @@ AG News rows (the ``small_ag_news`` project) and float models trained on them fo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,45 @@ def test_calibration_is_repeatable_and_needs_data() -> None:
     assert Q.activation_scales(first) == pytest.approx(Q.activation_scales(second), rel=1e-6)
     with pytest.raises(DataError, match="calibration set is empty"):
         Q.calibrate(Q.quantize(tiny("generative"), Q.QuantSpec(bit_width=5)), [])
+
+
+@pytest.mark.parametrize("model_type", ["discriminative", "generative"])
+def test_ranges_of_one_calibration_serve_every_bit_width(model_type: str, float_models: dict, calib_batches: list, test_batches: list) -> None:
+    """Calibration statistics come from a float pass: ranges observed at 8 bits calibrate a 3-bit
+    model exactly as calibrating it directly would (same state dict, same outputs)."""
+    observed = Q.quantize(float_models[model_type], Q.QuantSpec(bit_width=8))
+    Q.calibrate(observed, calib_batches)
+    ranges = Q.activation_ranges(observed)
+    direct = Q.quantize(float_models[model_type], Q.QuantSpec(bit_width=3))
+    Q.calibrate(direct, calib_batches)
+    transferred = Q.quantize(float_models[model_type], Q.QuantSpec(bit_width=3))
+    Q.set_activation_ranges(transferred, ranges, "ranges.npz")
+    assert Q.is_calibrated(transferred)
+    expected, got = Q.quantized_state_dict(direct), Q.quantized_state_dict(transferred)
+    assert set(expected) == set(got) and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert Q.activation_scales(transferred) == Q.activation_scales(direct)
+    assert Q.activation_scales(transferred) != Q.activation_scales(observed)  # the scale itself depends on the bit width
+    scorer = Q.discriminative_logits if model_type == "discriminative" else Q.label_losses
+    for tokens, lengths in test_batches:
+        assert torch.equal(scorer(direct, tokens, lengths), scorer(transferred, tokens, lengths))
+
+
+def test_bad_activation_ranges_are_refused_by_name() -> None:
+    observed = Q.quantize(tiny("discriminative"), Q.QuantSpec(bit_width=8))
+    Q.calibrate(observed, tiny_batches())
+    ranges = Q.activation_ranges(observed)
+    fresh = lambda: Q.quantize(tiny("discriminative"), Q.QuantSpec(bit_width=4))  # noqa: E731
+    name = next(iter(ranges))
+    with pytest.raises(DataError, match=r"r\.npz: .*missing \[" + re.escape(repr(name))):
+        Q.set_activation_ranges(fresh(), {k: v for k, v in ranges.items() if k != name}, "r.npz")
+    with pytest.raises(DataError, match=r"r\.npz: range .* is not a positive finite number"):
+        Q.set_activation_ranges(fresh(), {**ranges, name: torch.tensor(float("nan"))}, "r.npz")
+    with pytest.raises(DataError, match=r"r\.npz: range .* has 2 values, expected 1"):
+        Q.set_activation_ranges(fresh(), {**ranges, name: torch.ones(2)}, "r.npz")
+    with pytest.raises(DataError, match="already calibrated"):
+        Q.set_activation_ranges(observed, ranges, "r.npz")
+    with pytest.raises(DataError, match="not calibrated"):
+        Q.activation_ranges(fresh())
 
 
 def test_generative_calibration_sees_the_decoder_input_of_every_label(float_models: dict, calib_batches: list) -> None:

@@ -11,7 +11,7 @@ GRID_COLUMNS = [
     "dataset", "model_type", "bit_width", "calibration_scheme", "accuracy", "float_accuracy", "accuracy_drop",
     "mean_loss", "calibration_documents", "final_layer_algorithm", "gpfq_changed_weight_fraction",
     "final_layer_error_before_gpfq", "final_layer_error_after_gpfq", "hidden_zero_fraction",
-    "calibrate_seconds", "gpfq_seconds", "evaluate_seconds",
+    "gpfq_seconds", "evaluate_seconds",
 ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from .artifacts import load_arrays, read_json, save_arrays, write_json
 from .calibration import NEEDS_PREDICTIONS, build_calibration_sets, check_scheme
@@ -19,6 +20,7 @@ from .paths import ProjectPaths as _BasePaths
 from .preprocess import load_split
 from .quantize import (
     QuantSpec,
+    activation_ranges,
     apply_gpfq,
     calibrate,
     check_algorithm,
@@ -28,8 +30,13 @@ from .quantize import (
     quant_scorer,
     quantize,
     save_quantized,
+    set_activation_ranges,
     token_batches,
 )
+
+# Activation ranges do not depend on the bit width (the statistics come from a float pass), so they
+# are observed once per scheme at this bit width and divided by each cell's integer range.
+OBSERVE_BIT_WIDTH = 8
 
 
 class ProjectPaths(_BasePaths):
@@ -41,6 +48,10 @@ class ProjectPaths(_BasePaths):
 
     def calibration_sets(self, dataset: str, model_type: str) -> Path:
         return self.root / "data" / "calibration" / dataset / model_type
+
+    def activation_ranges(self, dataset: str, model_type: str, scheme: str) -> Path:
+        """Calibrated activation ranges of one scheme, shared by every bit width (output of ``activation_ranges``)."""
+        return self.root / "models" / "activation_ranges" / dataset / model_type / scheme
 
     def calibrated(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
         return self.root / "models" / "calibrated" / dataset / model_type / f"w{bit_width}" / scheme / "model.pt"
@@ -95,26 +106,65 @@ def calibration_sets_stage(params: Mapping[str, Any], dataset: str, model_type: 
     return summary
 
 
-def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bit_width: int, scheme: str, root: Path) -> dict[str, Any]:
-    """Calibration (4.2.2) and GPFQ (4.2.3) on the scheme's calibration set, then the test evaluation."""
-    settings = calibration_params(params)
+def _scheme_batches(paths: ProjectPaths, settings: Mapping[str, Any], dataset: str, model_type: str, scheme: str) -> list:
     check_scheme(scheme)
+    rows_file = paths.calibration_sets(dataset, model_type) / "rows.npz"
+    sets = load_arrays(rows_file)
+    if scheme not in sets:
+        raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to calibration.schemes and rerun calibration_sets")
+    train = load_split(paths.tokenized(dataset), "train")
+    return token_batches(train, settings["batch_size"], sets[scheme])
+
+
+def activation_ranges_stage(params: Mapping[str, Any], dataset: str, model_type: str, scheme: str, root: Path) -> dict[str, Any]:
+    """Calibration (section 4.2.2): the percentile range of every activation on the scheme's set."""
+    settings = calibration_params(params)
+    paths = ProjectPaths(root)
+    _, float_model = load_float_model(paths, dataset, model_type)
+    batches = _scheme_batches(paths, settings, dataset, model_type, scheme)
+    qmodel = quantize(float_model, QuantSpec.from_params(params, OBSERVE_BIT_WIDTH))
+    started = time.perf_counter()
+    documents = calibrate(qmodel, batches)
+    seconds = time.perf_counter() - started
+    ranges = activation_ranges(qmodel)
+    out = paths.activation_ranges(dataset, model_type, scheme)
+    save_arrays(out / "ranges.npz", **{name: value.numpy() for name, value in ranges.items()})
+    summary = {
+        "dataset": dataset,
+        "model_type": model_type,
+        "calibration_scheme": scheme,
+        "calibration_documents": documents,
+        "calibrate_seconds": round(seconds, 2),
+        "ranges": {name: round(float(value), 6) for name, value in ranges.items()},
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_activation_ranges(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """The ranges, their summary and the ranges file (for error messages)."""
+    directory = paths.activation_ranges(dataset, model_type, scheme)
+    ranges_file = directory / "ranges.npz"
+    if not ranges_file.is_file():
+        raise DataError(f"{ranges_file}: missing; run the activation_ranges@{dataset}-{model_type}-{scheme} stage first")
+    ranges = {name: torch.from_numpy(value) for name, value in load_arrays(ranges_file).items()}
+    return ranges, read_json(directory / "summary.json"), ranges_file
+
+
+def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bit_width: int, scheme: str, root: Path) -> dict[str, Any]:
+    """The scheme's activation ranges at this bit width (4.2.2), GPFQ (4.2.3), then the test evaluation."""
+    settings = calibration_params(params)
     paths = ProjectPaths(root)
     config, float_model = load_float_model(paths, dataset, model_type)
     spec = QuantSpec.from_params(params, bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
-
-    sets = load_arrays(paths.calibration_sets(dataset, model_type) / "rows.npz")
-    if scheme not in sets:
-        raise DataError(f"{paths.calibration_sets(dataset, model_type) / 'rows.npz'}: no rows for scheme {scheme!r}; rerun calibration_sets")
-    train = load_split(paths.tokenized(dataset), "train")
-    batches = token_batches(train, settings["batch_size"], sets[scheme])
+    batches = _scheme_batches(paths, settings, dataset, model_type, scheme)
     error_batches = batches[:: max(1, len(batches) // max(settings["error_batches"], 1))][: settings["error_batches"]]
+    ranges, observed, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
+    set_activation_ranges(qmodel, ranges, str(ranges_file))
+    documents = observed["calibration_documents"]
 
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    documents = calibrate(qmodel, batches)
-    timings["calibrate_seconds"] = time.perf_counter() - started
+    timings: dict[str, float] = {}  # calibration itself ran once per scheme: activation_ranges/summary.json
     error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     started = time.perf_counter()
     gpfq = apply_gpfq(qmodel, batches, settings["final_layer_algorithm"])

@@ -524,6 +524,44 @@ def calibrate(model: QuantModel, batches: Iterable[Batch]) -> int:
     return documents
 
 
+def activation_ranges(model: QuantModel) -> dict[str, torch.Tensor]:
+    """The calibrated range of every activation quantizer, by module name.
+
+    Brevitas keeps an activation quantizer's calibrated statistic (the averaged percentile of |a|)
+    and divides it by the integer range of the bit width only when it computes the scale. The
+    statistic is collected on a float forward pass, so it does not depend on the bit width: the
+    ranges of one calibration serve every bit width (see :func:`set_activation_ranges`).
+    """
+    require_calibrated(model)
+    return {name: m.value.detach().clone() for name, m in model.named_modules() if isinstance(m, ParameterFromRuntimeStatsScaling)}
+
+
+def set_activation_ranges(model: QuantModel, ranges: Mapping[str, torch.Tensor], source: str) -> None:
+    """Calibrate ``model`` with ranges from :func:`activation_ranges` of the same architecture.
+
+    The result is the state :func:`calibrate` leaves on the same calibration data (a test checks
+    that they are identical); ``source`` names the file the ranges came from, for errors.
+    """
+    if model.final_layer_algorithm != "none":
+        raise DataError(f"{source}: activation ranges cannot be set after {model.final_layer_algorithm} changed the final layer")
+    if is_calibrated(model):
+        raise DataError(f"{source}: model is already calibrated; quantize the float model again to recalibrate")
+    scalings = {name: m for name, m in model.named_modules() if isinstance(m, ParameterFromRuntimeStatsScaling)}
+    missing, unexpected = sorted(set(scalings) - set(ranges)), sorted(set(ranges) - set(scalings))
+    if missing or unexpected:
+        raise DataError(f"{source}: activation ranges do not match the model: missing {missing}, unexpected {unexpected}")
+    for name, module in scalings.items():
+        value = torch.as_tensor(ranges[name], dtype=module.value.dtype)
+        if value.numel() != module.value.numel():  # files may store a per-tensor range as shape () or (1,)
+            raise DataError(f"{source}: range {name!r} has {value.numel()} values, expected {module.value.numel()}")
+        value = value.reshape(module.value.shape)
+        if not bool(torch.isfinite(value).all()) or not bool((value > 0).all()):
+            raise DataError(f"{source}: range {name!r} = {value.tolist()} is not a positive finite number")
+        with torch.no_grad():
+            module.value.copy_(value)
+        module.counter = int(module.collect_stats_steps) + 1
+
+
 # --------------------------------------------------------------------------------------------------
 # GPFQ on the final linear layer (section 4.2.3)
 # --------------------------------------------------------------------------------------------------
