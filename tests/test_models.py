@@ -19,8 +19,10 @@ from lstm_ptq.models import (
     generative_io,
     generative_label_losses,
     generative_label_losses_naive,
+    label_losses_fast,
     load_model,
 )
+from lstm_ptq.models import DecoderParts
 from lstm_ptq.models import save_state_dict
 from lstm_ptq.preprocess import load_split, load_vocabulary
 from lstm_ptq.text import BOS_ID, EOS_ID, PAD_ID
@@ -54,6 +56,39 @@ def test_fast_generative_scoring_matches_per_label_path(small_ag_news: Path, num
     assert relative < 1e-5
     assert torch.equal(classify_generative(fast), classify_generative(naive))
     assert fast.std(dim=1).mean() > 1e-3  # labels are distinguishable: the check above is not vacuous
+
+
+def _direct_label_losses(hidden: torch.Tensor, targets: torch.Tensor, parts: DecoderParts) -> torch.Tensor:
+    """[N, C] cross-entropy of the concatenated decoder, written the obvious way (float64)."""
+    h, wh, wl, b, lab = (x.double() for x in (hidden, parts.weight_h, parts.weight_l, parts.bias, parts.label_embeddings))
+    logits = (h @ wh.T).unsqueeze(1) + (lab @ wl.T + b).unsqueeze(0)  # [N, C, V]
+    return torch.logsumexp(logits, dim=2) - logits.gather(2, targets.long().view(-1, 1, 1).expand(-1, lab.shape[0], 1)).squeeze(2)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_fast_label_losses_match_the_direct_softmax_for_any_chunking(chunk: int) -> None:
+    torch.manual_seed(1)
+    vocab, hidden_size, label_dim, classes, n = 300, 16, 8, 5, 203
+    parts = DecoderParts(torch.randn(vocab, hidden_size), torch.randn(vocab, label_dim), torch.randn(vocab), 2 * torch.randn(classes, label_dim), lambda x: x)
+    hidden, targets = torch.randn(n, hidden_size), torch.randint(0, vocab, (n,))
+    fast = label_losses_fast(hidden, targets, parts, chunk=chunk)
+    assert fast.shape == (n, classes)
+    torch.testing.assert_close(fast.double(), _direct_label_losses(hidden, targets, parts), rtol=1e-5, atol=1e-4)
+
+
+def test_fast_label_losses_survive_labels_whose_logits_underflow() -> None:
+    """exp(a - max a) * exp(b_y - max b_y) underflows to 0 for every word when a and b_y peak at
+    different words by > 100 nats; those rows fall back to the exact log-sum-exp."""
+    vocab, classes = 50, 2
+    weight_h = torch.zeros(vocab, 1)
+    weight_h[3] = 1.0  # a: 0 everywhere, 200 at word 3 (h = 200)
+    weight_l = torch.full((vocab, 1), -200.0)
+    weight_l[7] = 0.0  # label 1: b = 0 at word 7, -200 elsewhere; label 0 has l = 0 (b = 0 everywhere)
+    parts = DecoderParts(weight_h, weight_l, torch.zeros(vocab), torch.tensor([[0.0], [1.0]]), lambda x: x)
+    hidden, targets = torch.tensor([[200.0], [0.0]]), torch.tensor([3, 7])
+    fast = label_losses_fast(hidden, targets, parts)
+    assert bool(torch.isfinite(fast).all())
+    torch.testing.assert_close(fast.double(), _direct_label_losses(hidden, targets, parts), rtol=1e-6, atol=1e-4)
 
 
 def test_padding_does_not_change_either_model(small_ag_news: Path) -> None:
