@@ -16,7 +16,7 @@ from lstm_ptq.evaluation import evaluate_stage
 from lstm_ptq.figures import ptq_report_stage
 from lstm_ptq.models import ModelConfig
 from lstm_ptq.preprocess import load_split
-from lstm_ptq.ptq import ProjectPaths, activation_ranges_stage, calibrate_stage, calibration_sets_stage, quantize_stage
+from lstm_ptq.ptq import ProjectPaths, activation_ranges_stage, calibrate_stage, calibration_params, calibration_sets_stage, gpfq_rows, quantize_stage
 from lstm_ptq.quantize import QuantSpec, is_calibrated, load_quantized
 from lstm_ptq.training import train_stage
 from test_training import clone_project, small_params
@@ -27,7 +27,7 @@ SCHEMES = ["class_unconditional", "class_conditional", "classes_1", "pseudo_clas
 def ptq_params() -> dict:
     params = small_params(learning_rate=0.01)
     params["quantization"] = {"bit_widths": [8, 3], "act_high_percentile": 99.99, "weight_scaling": "minmax", "weight_high_percentile": 99.99, "act_narrow_range": True}
-    params["calibration"] = {"schemes": SCHEMES, "fraction": 0.25, "final_layer_algorithm": "gpfq", "batch_size": 32, "error_batches": 2}
+    params["calibration"] = {"schemes": SCHEMES, "fraction": 0.25, "final_layer_algorithm": "gpfq", "batch_size": 32, "error_batches": 2, "gpfq_batch_size": 64, "gpfq_documents": 100}
     return params
 
 
@@ -78,6 +78,7 @@ def test_every_cell_has_metrics_and_a_calibrated_checkpoint(grid: tuple[Path, di
                 assert metrics["accuracy_drop"] == pytest.approx(float_accuracy - metrics["accuracy"], abs=1e-6)
                 assert metrics["calibration_documents"] == read_json(paths.calibration_sets("ag_news", model_type) / "summary.json")["size"]
                 assert 0.0 < metrics["gpfq_changed_weight_fraction"] <= 1.0
+                assert metrics["gpfq_documents"] == min(100, metrics["calibration_documents"])
                 model = load_quantized(paths.calibrated("ag_news", model_type, bit_width, scheme), config, QuantSpec.from_params(params, bit_width))
                 assert is_calibrated(model)
         eight = read_json(paths.calibrate_metrics("ag_news", model_type, 8, "class_conditional"))
@@ -144,3 +145,21 @@ def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
     bad = {**params, "calibration": {**params["calibration"], "fraction": 1.5}}
     with pytest.raises(ParamError, match="calibration.fraction"):
         calibration_sets_stage(bad, "ag_news", "discriminative", root)
+
+
+def test_gpfq_subset_is_evenly_spread_and_keeps_the_class_mix() -> None:
+    labels = np.repeat(np.arange(4), 250)[np.random.default_rng(0).permutation(1000)]
+    rows = np.sort(np.random.default_rng(1).choice(1000, 600, replace=False))
+    subset = gpfq_rows(rows, 200)
+    assert len(subset) == len(np.unique(subset)) == 200 and set(subset) <= set(rows)
+    mix = np.bincount(labels[subset], minlength=4) / 200
+    assert np.abs(mix - np.bincount(labels[rows], minlength=4) / 600).max() < 0.05
+    assert np.array_equal(gpfq_rows(rows, None), rows) and np.array_equal(gpfq_rows(rows, 600), rows)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [("gpfq_documents", 0, "calibration.gpfq_documents"), ("gpfq_batch_size", 0, "calibration.gpfq_batch_size"), ("gpfq_documents", "all", "calibration.gpfq_documents")])
+def test_bad_gpfq_parameters_are_named(key: str, value: object, message: str) -> None:
+    params = ptq_params()
+    params["calibration"][key] = value
+    with pytest.raises(ParamError, match=message):
+        calibration_params(params)

@@ -72,11 +72,17 @@ def calibration_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "final_layer_algorithm": check_algorithm(get_typed(node, "final_layer_algorithm", str, where), f"{where}.final_layer_algorithm"),
         "batch_size": get_typed(node, "batch_size", int, where),
         "error_batches": get_typed(node, "error_batches", int, where),
+        "gpfq_batch_size": get_typed(node, "gpfq_batch_size", int, where),
+        "gpfq_documents": None if node.get("gpfq_documents") is None else get_typed(node, "gpfq_documents", int, where),
     }
     if not 0.0 < out["fraction"] <= 1.0:
         raise ParamError(f"{where}.fraction: {out['fraction']!r} is not in (0, 1]")
     if out["batch_size"] < 1 or out["error_batches"] < 0:
         raise ParamError(f"{where}: batch_size must be >= 1 and error_batches >= 0")
+    if out["gpfq_batch_size"] < 1:
+        raise ParamError(f"{where}.gpfq_batch_size: {out['gpfq_batch_size']} must be >= 1")
+    if out["gpfq_documents"] is not None and out["gpfq_documents"] < 1:
+        raise ParamError(f"{where}.gpfq_documents: {out['gpfq_documents']} must be >= 1, or null for the whole calibration set")
     return out
 
 
@@ -106,14 +112,22 @@ def calibration_sets_stage(params: Mapping[str, Any], dataset: str, model_type: 
     return summary
 
 
-def _scheme_batches(paths: ProjectPaths, settings: Mapping[str, Any], dataset: str, model_type: str, scheme: str) -> list:
+def _scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> np.ndarray:
     check_scheme(scheme)
     rows_file = paths.calibration_sets(dataset, model_type) / "rows.npz"
     sets = load_arrays(rows_file)
     if scheme not in sets:
         raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to calibration.schemes and rerun calibration_sets")
-    train = load_split(paths.tokenized(dataset), "train")
-    return token_batches(train, settings["batch_size"], sets[scheme])
+    return sets[scheme]
+
+
+def gpfq_rows(rows: np.ndarray, documents: int | None) -> np.ndarray:
+    """The GPFQ subset of a calibration set: ``documents`` rows evenly spaced over it (all rows when
+    None or larger). Calibration rows are in training-split order, so the subset keeps the set's
+    class composition up to rounding."""
+    if documents is None or documents >= len(rows):
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, documents).round().astype(np.int64)]
 
 
 def activation_ranges_stage(params: Mapping[str, Any], dataset: str, model_type: str, scheme: str, root: Path) -> dict[str, Any]:
@@ -121,7 +135,8 @@ def activation_ranges_stage(params: Mapping[str, Any], dataset: str, model_type:
     settings = calibration_params(params)
     paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
-    batches = _scheme_batches(paths, settings, dataset, model_type, scheme)
+    train = load_split(paths.tokenized(dataset), "train")
+    batches = token_batches(train, settings["batch_size"], _scheme_rows(paths, dataset, model_type, scheme))
     qmodel = quantize(float_model, QuantSpec.from_params(params, OBSERVE_BIT_WIDTH))
     started = time.perf_counter()
     documents = calibrate(qmodel, batches)
@@ -158,8 +173,11 @@ def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bi
     config, float_model = load_float_model(paths, dataset, model_type)
     spec = QuantSpec.from_params(params, bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
-    batches = _scheme_batches(paths, settings, dataset, model_type, scheme)
+    rows = _scheme_rows(paths, dataset, model_type, scheme)
+    train = load_split(paths.tokenized(dataset), "train")
+    batches = token_batches(train, settings["batch_size"], rows)
     error_batches = batches[:: max(1, len(batches) // max(settings["error_batches"], 1))][: settings["error_batches"]]
+    refine = gpfq_rows(rows, settings["gpfq_documents"])
     ranges, observed, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
     set_activation_ranges(qmodel, ranges, str(ranges_file))
     documents = observed["calibration_documents"]
@@ -167,7 +185,7 @@ def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bi
     timings: dict[str, float] = {}  # calibration itself ran once per scheme: activation_ranges/summary.json
     error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     started = time.perf_counter()
-    gpfq = apply_gpfq(qmodel, batches, settings["final_layer_algorithm"])
+    gpfq = apply_gpfq(qmodel, token_batches(train, settings["gpfq_batch_size"], refine), settings["final_layer_algorithm"])
     timings["gpfq_seconds"] = time.perf_counter() - started
     error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
@@ -192,6 +210,7 @@ def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bi
             "float_accuracy": float_accuracy,
             "accuracy_drop": round(float_accuracy - metrics["accuracy"], 6),
             "final_layer_algorithm": gpfq["algorithm"],
+            "gpfq_documents": len(refine),
             "gpfq_changed_weight_fraction": round(gpfq["changed_weight_fraction"], 6),
             "final_layer_error_before_gpfq": None if error_before is None else round(error_before, 6),
             "final_layer_error_after_gpfq": None if error_after is None else round(error_after, 6),
