@@ -3,11 +3,18 @@ calibrate (+GPFQ) -> evaluate -> report."""
 
 from __future__ import annotations
 
+import copy
 import csv
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 
 from lstm_ptq.artifacts import load_arrays, read_json
@@ -15,12 +22,17 @@ from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.evaluation import evaluate_stage
 from lstm_ptq.figures import ptq_report_stage
 from lstm_ptq.models import ModelConfig
+from lstm_ptq.noise_ptq import ProjectPaths as NoisePaths
+from lstm_ptq.noise_ptq import QuantNoiseParams, evenly_spaced, quantized_noise_stage
+from lstm_ptq.noise_training import VARIANT_ROOT, NoiseTrainingParams, build_noise_trained_data
 from lstm_ptq.preprocess import load_split
 from lstm_ptq.ptq import ProjectPaths, activation_ranges_stage, calibrate_stage, calibration_params, calibration_sets_stage, gpfq_rows, quantize_stage
 from lstm_ptq.quantize import QuantSpec, is_calibrated, load_quantized
+from lstm_ptq.robustness import float_noise_stage
 from lstm_ptq.training import train_stage
 from test_training import clone_project, small_params
 
+REPO = Path(__file__).resolve().parents[1]
 SCHEMES = ["class_unconditional", "class_conditional", "classes_1", "pseudo_class_conditional"]
 
 
@@ -163,3 +175,194 @@ def test_bad_gpfq_parameters_are_named(key: str, value: object, message: str) ->
     params["calibration"][key] = value
     with pytest.raises(ParamError, match=message):
         calibration_params(params)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 10: the calibrated cells on the noisy test sets, and the noise report
+# --------------------------------------------------------------------------------------------------
+
+NOISE_LEVELS = [0, 0.05, 0.2]
+NOISE_SCHEMES = ["class_conditional", "class_unconditional"]
+
+
+def noise_params(params: dict, test_documents: int | None) -> dict:
+    params = copy.deepcopy(params)
+    params["datasets"] = ["ag_news"]
+    params["tokenize"].update({"lowercase": True, "max_length": 40})  # as the fixture tokenized
+    params["noise"] = {"levels": NOISE_LEVELS, "models": ["uniform_substitution"]}
+    params["noise_quantized"] = {"schemes": NOISE_SCHEMES, "noise_models": ["uniform_substitution"], "test_documents": test_documents}
+    return params
+
+
+def run_script(script: str, *args: str) -> None:
+    """A stage script as dvc runs it; its stderr is shown if it fails."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, str(REPO / "stages" / script), *args], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{script} {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def noisy_grid(grid: tuple[Path, dict]) -> tuple[Path, dict]:
+    root, grid_params = grid
+    params = noise_params(grid_params, None)
+    params_file = root / "noise_params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    options = ["--params", str(params_file), "--root", str(root)]
+    run_script("noisy_test.py", "ag_news", "uniform_substitution", *options)
+    for model_type in ("discriminative", "generative"):
+        float_noise_stage(params, "ag_news", model_type, "uniform_substitution", root)
+        for bit_width in (8, 3):
+            for scheme in NOISE_SCHEMES:
+                if (model_type, bit_width, scheme) != ("generative", 3, "class_conditional"):
+                    quantized_noise_stage(params, "ag_news", model_type, bit_width, scheme, "uniform_substitution", root)
+    # one cell and the report through their stage scripts, as dvc runs them
+    run_script("noise_quantized.py", "ag_news", "generative", "3", "class_conditional", "uniform_substitution", *options)
+    run_script("noise_report.py", *options)
+    return root, params
+
+
+def test_noise_level_zero_reproduces_each_cells_clean_accuracy(noisy_grid: tuple[Path, dict]) -> None:
+    root, _ = noisy_grid
+    paths = NoisePaths(root)
+    for model_type in ("discriminative", "generative"):
+        for bit_width in (8, 3):
+            for scheme in NOISE_SCHEMES:
+                noisy = read_json(paths.quantized_noise_metrics("ag_news", model_type, bit_width, scheme, "uniform_substitution"))
+                clean = read_json(paths.calibrate_metrics("ag_news", model_type, bit_width, scheme))
+                assert noisy["documents"] == clean["documents"] == 400
+                assert noisy["accuracy@0"] == clean["accuracy"]  # level 0 is the clean test split, scored the same way
+        eight_bit = read_json(paths.quantized_noise_metrics("ag_news", model_type, 8, "class_conditional", "uniform_substitution"))
+        assert eight_bit["accuracy@0.2"] < eight_bit["accuracy@0"]  # a fifth of all characters replaced must hurt
+
+
+def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: tuple[Path, dict]) -> None:
+    root, _ = noisy_grid
+    with open(root / "metrics/noise_grid.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * (1 + 2 * len(NOISE_SCHEMES)) * len(NOISE_LEVELS)
+    figures = root / "plots/noise/figures"
+    for name in ("figure9_uniform_substitution.png", "figure10_class_conditional_uniform_substitution.png", "figure10_class_unconditional_uniform_substitution.png"):
+        assert (figures / name).stat().st_size > 0
+    with open(figures / "figure10_ag_news_generative_class_conditional_uniform_substitution.csv", newline="") as handle:
+        series = list(csv.DictReader(handle))
+    assert [float(r["noise_level"]) for r in series] == NOISE_LEVELS and list(series[0]) == ["noise_level", "w8", "w3", "float"]
+    cell = read_json(NoisePaths(root).quantized_noise_metrics("ag_news", "generative", 3, "class_conditional", "uniform_substitution"))
+    assert [float(r["w3"]) for r in series] == [cell[f"accuracy@{level}"] for level in ("0", "0.05", "0.2")]
+    floats = read_json(root / "metrics/noise/float/ag_news/generative/uniform_substitution.json")
+    assert float(series[-1]["float"]) == floats["accuracy@0.2"]
+
+
+def test_noise_on_a_test_subset_scores_the_same_documents_at_every_level(noisy_grid: tuple[Path, dict]) -> None:
+    root, params = noisy_grid
+    subset = quantized_noise_stage(noise_params(params, 100), "ag_news", "discriminative", 8, "class_conditional", "uniform_substitution", root)
+    assert subset["documents"] == 100
+    rows = evenly_spaced(400, 100)
+    assert len(np.unique(rows)) == 100 and rows[0] == 0 and rows[-1] == 399
+    assert all(round(subset[f"accuracy@{level}"] * 100, 6).is_integer() for level in ("0", "0.05", "0.2"))
+    assert np.array_equal(evenly_spaced(400, None), np.arange(400)) and np.array_equal(evenly_spaced(400, 1000), np.arange(400))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("schemes", ["classes_2"], r"noise_quantized.schemes\[0\]: 'classes_2' is not in calibration.schemes"),
+        ("schemes", ["loudest_class"], "unknown calibration scheme"),
+        ("noise_models", ["qwerty_typo"], r"noise_quantized.noise_models\[0\]: 'qwerty_typo' is not in noise.models"),
+        ("noise_models", ["cosmic_rays"], "cosmic_rays"),
+        ("noise_models", [], "noise_quantized: schemes and noise_models"),
+        ("test_documents", 0, "noise_quantized.test_documents"),
+    ],
+)
+def test_bad_quantized_noise_parameters_are_named(key: str, value: object, message: str) -> None:
+    params = noise_params(ptq_params(), None)
+    params["noise_quantized"][key] = value
+    with pytest.raises(ParamError, match=message):
+        QuantNoiseParams.from_params(params)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 16: a generative model trained with noise, in the variant tree, through the same stage code
+# --------------------------------------------------------------------------------------------------
+
+
+def noise_training_params(params: dict) -> dict:
+    params = copy.deepcopy(params)
+    params["noise_training"] = {"datasets": ["ag_news"], "noise_model": "uniform_substitution", "level": 0.1, "eval_level": 0.2}
+    return params
+
+
+@pytest.fixture(scope="module")
+def noise_trained(noisy_grid: tuple[Path, dict]) -> tuple[Path, dict]:
+    root, noisy_params = noisy_grid
+    params = noise_training_params(noisy_params)
+    params_file = root / "noise_training_params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    options = ["--params", str(params_file), "--root", str(root)]
+    run_script("noise_train_data.py", "ag_news", *options)
+    variant = root / VARIANT_ROOT
+    train_stage(params, "ag_news", "generative", variant)
+    evaluate_stage(params, "ag_news", "generative", variant)
+    float_noise_stage(params, "ag_news", "generative", "uniform_substitution", variant)
+    calibration_sets_stage(params, "ag_news", "generative", variant)
+    activation_ranges_stage(params, "ag_news", "generative", "class_conditional", variant)
+    for bit_width in (8, 3):
+        quantize_stage(params, "ag_news", "generative", bit_width, variant)
+        calibrate_stage(params, "ag_news", "generative", bit_width, "class_conditional", variant)
+        quantized_noise_stage(params, "ag_news", "generative", bit_width, "class_conditional", "uniform_substitution", variant)
+    run_script("figure16.py", *options)
+    return root, params
+
+
+def test_noise_trained_data_corrupts_train_and_valid_only(noise_trained: tuple[Path, dict], tmp_path: Path) -> None:
+    root, params = noise_trained
+    main, variant = ProjectPaths(root).tokenized("ag_news"), ProjectPaths(root / VARIANT_ROOT).tokenized("ag_news")
+    for name in ("test.npz", "vocab.json", "classes.json"):
+        assert (variant / name).read_bytes() == (main / name).read_bytes()
+    stats = read_json(variant / "noise_training.json")
+    for split in ("train", "valid"):
+        clean, noisy = load_split(main, split), load_split(variant, split)
+        assert np.array_equal(clean.labels, noisy.labels) and np.array_equal(clean.source_rows, noisy.source_rows)
+        assert not np.array_equal(clean.tokens, noisy.tokens)
+        assert abs(stats["splits"][split]["char_change_rate"] - 0.1) < 0.015  # epsilon = 0.1 of all characters
+        assert noisy.tokens.max() < len(read_json(main / "vocab.json"))  # encoded with the clean vocabulary
+    assert stats["seed"] == params["seed"] + 1  # independent of the test corruption
+    # deterministic: the same params give byte-identical training data
+    copy_root = tmp_path / "again"
+    shutil.copytree(root / "data", copy_root / "data")
+    build_noise_trained_data(params, "ag_news", copy_root)
+    assert (copy_root / VARIANT_ROOT / "data/tokenized/ag_news/train.npz").read_bytes() == (variant / "train.npz").read_bytes()
+
+
+def test_figure16_compares_clean_and_noise_trained_cells(noise_trained: tuple[Path, dict]) -> None:
+    root, _ = noise_trained
+    trees = {"clean_trained": NoisePaths(root), "noise_trained": NoisePaths(root / VARIANT_ROOT)}
+    with open(root / "plots/noise/figure16/figure16_ag_news.csv", newline="") as handle:
+        series = list(csv.DictReader(handle))
+    assert [int(r["bit_width"]) for r in series] == [8, 3]
+    for row in series:
+        for name, paths in trees.items():
+            cell = read_json(paths.quantized_noise_metrics("ag_news", "generative", int(row["bit_width"]), "class_conditional", "uniform_substitution"))
+            assert float(row[name]) == cell["accuracy@0.2"]
+    assert (root / "plots/noise/figure16/figure16.png").stat().st_size > 0
+    summary = read_json(root / "metrics/figure16.json")["ag_news"]
+    assert set(summary) == {"8", "3", "float"}
+    assert summary["float"]["noise_trained"] == read_json(root / VARIANT_ROOT / "metrics/noise/float/ag_news/generative/uniform_substitution.json")["accuracy@0.2"]
+    clean_model = torch.load(root / "models/float/ag_news/generative/model.pt", weights_only=True)
+    noisy_model = torch.load(root / VARIANT_ROOT / "models/float/ag_news/generative/model.pt", weights_only=True)
+    assert not torch.equal(clean_model["embedding.weight"], noisy_model["embedding.weight"])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("eval_level", 0.3, r"noise_training.eval_level: 0.3 is not in noise.levels"),
+        ("noise_model", "qwerty_typo", r"noise_training.noise_model: 'qwerty_typo' is not in noise.models"),
+        ("level", 1.5, "noise_training.level"),
+        ("datasets", ["imdb"], r"noise_training.datasets\[0\]"),
+    ],
+)
+def test_bad_noise_training_parameters_are_named(key: str, value: object, message: str) -> None:
+    params = noise_training_params(noise_params(ptq_params(), None))
+    params["noise_training"][key] = value
+    with pytest.raises(ParamError, match=message):
+        NoiseTrainingParams.from_params(params)
