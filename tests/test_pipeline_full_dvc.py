@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -83,3 +84,35 @@ def test_second_repro_runs_nothing_and_plots_render(tiny: tuple[DvcProject, str]
     assert json.loads(project.dvc("status", "--json")) == {}
     project.dvc("plots", "show", "-o", str(tmp_path / "plots"))
     assert (tmp_path / "plots" / "index.html").stat().st_size > 0
+
+
+def _nodes(node: Any, match: Callable[[Any], bool]) -> Iterator[Any]:
+    """Every node of a parsed JSON tree that ``match`` accepts, depth first."""
+    if match(node):
+        yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        yield from _nodes(child, match)
+
+
+def test_exp_run_reruns_only_the_changed_cells_and_exp_show_compares_them(tiny: tuple[DvcProject, str]) -> None:
+    """The README's worked example on the tiny profile: an experiment without GPFQ next to the committed baseline."""
+    project, _ = tiny
+    project.run("git", "add", "-A")
+    project.run("git", "commit", "-q", "-m", "baseline results")
+    ran = ran_stages(project.dvc("exp", "run", "-n", "no-gpfq", "-S", "calibration.final_layer_algorithm=none"))
+    assert "calibrate@dbpedia-generative-4-class_conditional" in ran and "noise_train_calibrate@dbpedia-4" in ran
+    untouched = [s for s in ran if s.split("@")[0] in {"download", "tokenize", "train", "evaluate", "quantize", "activation_ranges", "noise_train"}]
+    assert untouched == [], untouched
+
+    cell = "metrics/calibrate/dbpedia/generative/w4/class_conditional.json"
+    shown = json.loads(project.dvc("exp", "show", "--json"))
+    baseline = next(entry for entry in shown if entry.get("rev") != "workspace")  # the committed HEAD
+    experiment = next(_nodes(baseline.get("experiments"), lambda n: isinstance(n, dict) and n.get("name") == "no-gpfq"))
+    metrics = {}
+    for label, tree in (("baseline", baseline["data"]), ("no-gpfq", experiment)):
+        files = next(_nodes(tree, lambda n: isinstance(n, dict) and cell in n and isinstance(n[cell], dict) and "data" in n[cell]))
+        metrics[label] = files[cell]["data"]
+    assert metrics["baseline"]["final_layer_algorithm"] == "gpfq"
+    assert metrics["no-gpfq"]["final_layer_algorithm"] == "none"
+    assert "gpfq_changed_weight_fraction" in metrics["baseline"]
