@@ -14,12 +14,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-SCHEME_ORDER = ["class_conditional", "class_unconditional", "pseudo_class_conditional", "classes_3", "classes_2", "classes_1"]
+
+def exists(path: Path) -> bool:
+    if not path.is_file():
+        print(f"({path} is missing: run `./run repro` first)\n", file=sys.stderr)
+    return path.is_file()
 
 
 def read_rows(path: Path) -> list[dict[str, str]] | None:
-    if not path.is_file():
-        print(f"({path} is missing: run `./run repro` first)\n", file=sys.stderr)
+    if not exists(path):
         return None
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -37,7 +40,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def ptq_tables(rows: list[dict[str, str]]) -> None:
     bit_widths = sorted({int(r["bit_width"]) for r in rows}, reverse=True)
-    schemes = [s for s in SCHEME_ORDER if any(r["calibration_scheme"] == s for r in rows)]
+    schemes = list(dict.fromkeys(r["calibration_scheme"] for r in rows))  # the grid's order, i.e. calibration.schemes
     cells = {(r["dataset"], r["model_type"], int(r["bit_width"]), r["calibration_scheme"]): r for r in rows}
     floats = {(r["dataset"], r["model_type"]): r["float_accuracy"] for r in rows}
     for dataset, model_type in sorted(floats):
@@ -77,8 +80,7 @@ def noise_tables(rows: list[dict[str, str]]) -> None:
 
 
 def figure16(path: Path) -> None:
-    if not path.is_file():
-        print(f"({path} is missing: run `./run repro` first)\n", file=sys.stderr)
+    if not exists(path):
         return
     for dataset, by_bits in json.loads(path.read_text(encoding="utf-8")).items():
         order = sorted(by_bits, key=lambda b: (b != "float", -int(b) if b.isdigit() else 0))
