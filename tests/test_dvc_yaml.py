@@ -42,3 +42,21 @@ def test_stage_deps_cover_the_code_it_imports(stage: str) -> None:
     assert imported, f"{script} imports nothing from lstm_ptq"
     missing = sorted(f for f in imported if not any(f == d or f.startswith(d + "/") for d in deps))
     assert not missing, f"dvc.yaml stage {stage!r} does not depend on {missing}"
+
+
+VARIANT_OF = {"noise_train": "train"} | {
+    f"noise_train_{name}": name
+    for name in ("evaluate", "noise_float", "calibration_sets", "activation_ranges", "quantize", "calibrate", "noise_quantized")
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_OF))
+def test_variant_stages_track_the_stage_they_copy(variant: str) -> None:
+    """The noise-trained tree's stages run the main stages' scripts with ``--root``: the same script, code
+    dependencies and params (model type fixed to generative), so a key added to one is not missed in the other."""
+    base, copy = STAGES[VARIANT_OF[variant]], STAGES[variant]
+    assert copy["cmd"].split()[:2] == base["cmd"].split()[:2] and copy["cmd"].endswith("--root variants/noise_trained")
+    code = lambda stage: sorted(d for d in stage["deps"] if d.startswith(("src/", "stages/")))  # noqa: E731
+    assert code(copy) == code(base)
+    assert copy["params"] == [p.replace("${item.model_type}", "generative") for p in base["params"]]
+    assert all(d.startswith(("src/", "stages/", "variants/noise_trained/")) for d in copy["deps"])
