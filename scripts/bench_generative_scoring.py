@@ -20,7 +20,8 @@ import torch
 from lstm_ptq.datasets import DATASETS
 from lstm_ptq.evaluation import generative_scorer, score_split
 from lstm_ptq.models import GenerativeLSTM, ModelConfig, generative_label_losses_naive
-from lstm_ptq.preprocess import EncodedSplit, load_split
+from lstm_ptq.paths import ProjectPaths
+from lstm_ptq.preprocess import load_split
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    test = load_split(Path("data/tokenized") / args.dataset, "test")
+    test = load_split(ProjectPaths(Path(".")).tokenized(args.dataset), "test")
     classes = DATASETS[args.dataset].num_classes
     model = GenerativeLSTM(ModelConfig("generative", args.vocab_size, classes)).eval()
     with torch.no_grad():
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"fast path (one LSTM pass, one decoder pass): {fast_seconds:.1f} s")
 
     rows = np.arange(len(test)) if args.reference_rows <= 0 else np.arange(min(args.reference_rows, len(test)))
-    subset = EncodedSplit(test.tokens[rows], test.lengths[rows], test.labels[rows], test.source_rows[rows])
+    subset = test.subset(rows)
     started = time.perf_counter()
     reference = score_split(lambda t, l: -generative_label_losses_naive(model, t, l, classes), subset, args.batch_size)
     reference_seconds = time.perf_counter() - started

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import torch
 
+from lstm_ptq.analysis import final_layer_output_error
 from lstm_ptq.artifacts import load_arrays
 from lstm_ptq.config import load_params
 from lstm_ptq.models import load_float_model
-from lstm_ptq.preprocess import load_split
-from lstm_ptq.ptq import ProjectPaths, gpfq_rows, load_activation_ranges
-from lstm_ptq.quantize import QuantSpec, apply_gpfq, final_layer_output_error, load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.paths import ProjectPaths
+from lstm_ptq.pipeline.ptq import load_activation_ranges
+from lstm_ptq.preprocess import evenly_spaced, load_split
+from lstm_ptq.quantization import QuantSpec, apply_gpfq, load_quantized, set_activation_ranges, token_batches
 
 
 def main() -> None:
@@ -38,14 +40,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     paths, params = ProjectPaths(Path(".")), load_params("params.yaml")
     config, float_model = load_float_model(paths, args.dataset, args.model_type)
-    rows = load_arrays(paths.calibration_sets(args.dataset, args.model_type) / "rows.npz")[args.scheme]
+    rows = load_arrays(paths.calibration_rows(args.dataset, args.model_type))[args.scheme]
     train = load_split(paths.tokenized(args.dataset), "train")
     ranges, _, ranges_file = load_activation_ranges(paths, args.dataset, args.model_type, args.scheme)
     probe = token_batches(train, 64, rows[:256])
     print(f"{args.dataset} {args.model_type} w{args.bit_width} {args.scheme}: {len(rows)} calibration documents, {args.threads} threads")
     for setting in args.settings:
         batch_size, documents = setting.split(":")
-        subset = gpfq_rows(rows, None if documents == "all" else int(documents))
+        subset = rows[evenly_spaced(len(rows), None if documents == "all" else int(documents))]
         model = load_quantized(paths.quantized(args.dataset, args.model_type, args.bit_width), config, QuantSpec.from_params(params, args.bit_width), calibrated=False)
         set_activation_ranges(model, ranges, str(ranges_file))
         before = final_layer_output_error(model, float_model, probe)

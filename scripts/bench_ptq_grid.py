@@ -1,7 +1,12 @@
-"""Benchmark: wall time of every PTQ step as recorded by the last `dvc repro`: activation ranges
-(calibration, once per scheme), and per cell GPFQ and test evaluation; totals per dataset and model.
+"""Benchmark: wall time of every PTQ step of the grid: activation ranges (calibration, once per
+scheme), and per cell GPFQ and test evaluation; totals per dataset and model.
+
+Runs the pipeline's own cell functions (lstm_ptq.pipeline.ptq: observe_activation_ranges, refine_cell,
+evaluate_cell) on the inputs the last `dvc repro` left (float models, calibration sets, quantized
+models, activation ranges) and writes nothing: the pipeline's outputs hold no wall times.
 
     ./run python scripts/bench_ptq_grid.py
+    ./run python scripts/bench_ptq_grid.py --datasets ag_news --model-types generative --bit-widths 4 --schemes class_conditional
 
 Stage start-up (Python, torch and Brevitas imports, DVC bookkeeping) is not in these figures; the
 end-to-end wall time of `dvc repro` is the number to compare with the 90-minute budget.
@@ -9,42 +14,85 @@ end-to-end wall time of `dvc repro` is the number to compare with the 90-minute 
 
 from __future__ import annotations
 
-import json
+import argparse
+import time
 from collections import defaultdict
 from pathlib import Path
 
+from lstm_ptq.config import get_typed, load_params, section
+from lstm_ptq.models import load_float_model
+from lstm_ptq.paths import ProjectPaths
+from lstm_ptq.pipeline.ptq import (
+    OBSERVE_BIT_WIDTH,
+    calibration_params,
+    evaluate_cell,
+    load_activation_ranges,
+    observe_activation_ranges,
+    refine_cell,
+    scheme_rows,
+)
+from lstm_ptq.preprocess import load_split
+from lstm_ptq.quantization import QuantSpec, load_quantized, set_activation_ranges, token_batches
+
 
 def main() -> None:
-    cells = sorted(Path("metrics/calibrate").glob("*/*/w*/*.json"))
-    ranges = sorted(Path("models/activation_ranges").glob("*/*/*/summary.json"))
-    if not cells:
-        raise SystemExit("no metrics/calibrate/**.json yet: run `./run repro ptq_report` first")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
+    parser.add_argument("--datasets", nargs="+", help="default: params datasets")
+    parser.add_argument("--model-types", nargs="+", help="default: params model_types")
+    parser.add_argument("--bit-widths", nargs="+", type=int, help="default: params quantization.bit_widths")
+    parser.add_argument("--schemes", nargs="+", help="default: params calibration.schemes")
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    paths = ProjectPaths(Path(args.root))
+    settings = calibration_params(params)
+    datasets = args.datasets or section(params, "datasets")
+    model_types = args.model_types or section(params, "model_types")
+    bit_widths = args.bit_widths or [int(b) for b in section(params, "quantization.bit_widths")]
+    schemes = args.schemes or settings["schemes"]
+    batch_size = get_typed(section(params, "evaluate"), "batch_size", int, "evaluate")
+
     totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0, 0])
-    print(f"{'activation ranges (calibration)':58s} {'seconds':>9s} {'documents':>9s}")
-    for path in ranges:
-        m = json.loads(path.read_text())
-        print(f"{m['dataset']}-{m['model_type']}-{m['calibration_scheme']:40s} {m['calibrate_seconds']:9.1f} {m['calibration_documents']:9d}")
-        t = totals[(m["dataset"], m["model_type"])]
-        t[0] += m["calibrate_seconds"]
-        t[4] += 1
-    print(f"\n{'cell':58s} {'gpfq':>7s} {'evaluate':>8s} {'accuracy':>8s}")
-    for path in cells:
-        m = json.loads(path.read_text())
-        name = f"{m['dataset']}-{m['model_type']}-w{m['bit_width']}-{m['calibration_scheme']}"
-        print(f"{name:58s} {m['gpfq_seconds']:7.1f} {m['evaluate_seconds']:8.1f} {m['accuracy']:8.4f}")
-        t = totals[(m["dataset"], m["model_type"])]
-        t[1] += m["gpfq_seconds"]
-        t[2] += m["evaluate_seconds"]
-        t[3] += 1
+    for dataset in datasets:
+        train, test = load_split(paths.tokenized(dataset), "train"), load_split(paths.tokenized(dataset), "test")
+        for model_type in model_types:
+            config, float_model = load_float_model(paths, dataset, model_type)
+            t = totals[(dataset, model_type)]
+            print(f"{'activation ranges (calibration)':58s} {'seconds':>9s} {'documents':>9s}")
+            for scheme in schemes:
+                rows = scheme_rows(paths, dataset, model_type, scheme)
+                started = time.perf_counter()
+                _, documents = observe_activation_ranges(float_model, QuantSpec.from_params(params, OBSERVE_BIT_WIDTH), token_batches(train, settings["batch_size"], rows))
+                seconds = time.perf_counter() - started
+                print(f"{dataset}-{model_type}-{scheme:40s} {seconds:9.1f} {documents:9d}")
+                t[0] += seconds
+                t[4] += 1
+            print(f"\n{'cell':58s} {'gpfq':>7s} {'evaluate':>8s} {'accuracy':>8s}")
+            for bit_width in bit_widths:
+                for scheme in schemes:
+                    qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, QuantSpec.from_params(params, bit_width), calibrated=False)
+                    ranges, _, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
+                    set_activation_ranges(qmodel, ranges, str(ranges_file))
+                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme), settings)
+                    result, _, evaluate_seconds = evaluate_cell(qmodel, test, batch_size)
+                    name = f"{dataset}-{model_type}-w{bit_width}-{scheme}"
+                    print(f"{name:58s} {refinement.seconds:7.1f} {evaluate_seconds:8.1f} {result.accuracy:8.4f}")
+                    t[1] += refinement.seconds
+                    t[2] += evaluate_seconds
+                    t[3] += 1
+            print()
     grand = 0.0
-    print()
-    for (dataset, model_type), (cal, gpfq, ev, n, schemes) in sorted(totals.items()):
+    cells = 0
+    for (dataset, model_type), (cal, gpfq, ev, n, count) in sorted(totals.items()):
         grand += cal + gpfq + ev
+        cells += int(n)
         print(
-            f"{dataset} {model_type}: {int(schemes)} range calibrations {cal:.0f} s, {int(n)} cells: "
+            f"{dataset} {model_type}: {int(count)} range calibrations {cal:.0f} s, {int(n)} cells: "
             f"GPFQ {gpfq:.0f} s + evaluate {ev:.0f} s; total {(cal + gpfq + ev) / 60:.1f} min"
         )
-    print(f"grid: {len(cells)} cells, {grand / 60:.1f} min of calibration + GPFQ + evaluation (stage start-up and quantize not included)")
+    print(f"grid: {cells} cells, {grand / 60:.1f} min of calibration + GPFQ + evaluation (stage start-up and quantize not included)")
 
 
 if __name__ == "__main__":

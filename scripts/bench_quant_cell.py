@@ -1,5 +1,10 @@
 """Benchmark one PTQ cell: quantize, calibrate, GPFQ and evaluate, with wall times per step.
 
+The steps are the pipeline's own (lstm_ptq.pipeline.ptq: observe_activation_ranges, refine_cell,
+evaluate_cell), run on random calibration rows: calibration observes the ranges at the pipeline's
+observation bit width, GPFQ runs on every calibration row, and the final-layer error is measured on
+every calibration batch.
+
 Uses a trained float model (``--model-dir`` holding model.pt and config.json, as the train stage
 writes them) or, without one, a small model trained here for a few seconds on the tokenized data.
 ``--jit-compare`` runs the cell twice in fresh processes, with BREVITAS_JIT=0 and =1 (the flag is
@@ -24,15 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstm_ptq import quantize as Q
 from lstm_ptq.artifacts import read_json, write_json
 from lstm_ptq.evaluation import evaluate, float_scorer, score_split
 from lstm_ptq.models import ModelConfig, build_model, load_model, save_state_dict
+from lstm_ptq.pipeline.ptq import OBSERVE_BIT_WIDTH, evaluate_cell, observe_activation_ranges, refine_cell
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
-
-
-def subset(split: EncodedSplit, rows: np.ndarray) -> EncodedSplit:
-    return EncodedSplit(split.tokens[rows], split.lengths[rows], split.labels[rows], split.source_rows[rows])
+from lstm_ptq.quantization import FINAL_LAYER_ALGORITHMS, QuantSpec, quant_scorer, quantize, set_activation_ranges, token_batches
 
 
 def train_tiny(model_type: str, train: EncodedSplit, vocab_size: int, num_classes: int, steps: int, dims: int) -> nn.Module:
@@ -74,29 +76,31 @@ def run_cell(args: argparse.Namespace, model_dir: Path) -> dict:
     tokenized = Path(args.tokenized)
     train, test = load_split(tokenized, "train"), load_split(tokenized, "test")
     calib_rows = np.sort(np.random.default_rng(0).permutation(len(train))[: args.calib_rows])
-    test = subset(test, np.arange(min(args.eval_rows, len(test))))
-    batches = Q.token_batches(train, args.calib_batch_size, calib_rows)
+    test = test.subset(np.arange(min(args.eval_rows, len(test))))
+    batches = token_batches(train, args.calib_batch_size, calib_rows)
+    settings = {
+        "batch_size": args.calib_batch_size,
+        "error_batches": len(batches),
+        "gpfq_batch_size": args.calib_batch_size,
+        "gpfq_documents": None,
+        "final_layer_algorithm": args.algorithm,
+    }
     times: dict[str, float] = {}
 
     start = time.perf_counter()
-    model = Q.quantize(float_model, Q.QuantSpec(bit_width=args.bit_width))
+    model = quantize(float_model, QuantSpec(bit_width=args.bit_width))
     times["quantize_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    Q.calibrate(model, batches)
+    ranges, _ = observe_activation_ranges(float_model, QuantSpec(bit_width=OBSERVE_BIT_WIDTH), batches)
+    set_activation_ranges(model, ranges, "observed ranges")
     times["calibrate_s"] = time.perf_counter() - start
-    error_rounding = Q.final_layer_output_error(model, float_model, batches)
-    info = Q.apply_gpfq(model, batches, args.algorithm)
-    times[f"{args.algorithm}_s"] = info["seconds"]
-    error_refined = Q.final_layer_output_error(model, float_model, batches)
-    start = time.perf_counter()
-    scores = score_split(Q.quant_scorer(model), test, args.batch_size)
-    times["evaluate_s"] = time.perf_counter() - start
+    refinement = refine_cell(model, float_model, train, calib_rows, settings)
+    times[f"{args.algorithm}_s"] = refinement.seconds
+    result, stats, times["evaluate_s"] = evaluate_cell(model, test, args.batch_size)
     start = time.perf_counter()
     float_scores = score_split(float_scorer(float_model), test, args.batch_size)
     times["evaluate_float_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    stats = Q.hidden_state_stats(model, batches[: args.stats_batches])
-    times["hidden_stats_s"] = time.perf_counter() - start
+    scores = score_split(quant_scorer(model), test, args.batch_size)
     return {
         "model_type": config.model_type,
         "vocab_size": config.vocab_size,
@@ -108,9 +112,9 @@ def run_cell(args: argparse.Namespace, model_dir: Path) -> dict:
         "threads": args.threads,
         "jit": os.environ.get("BREVITAS_JIT", "0"),
         **{k: round(v, 3) for k, v in times.items()},
-        "final_layer_error_rounding": round(error_rounding, 6),
-        f"final_layer_error_{args.algorithm}": round(error_refined, 6),
-        "accuracy_quantized": round(evaluate(scores, test.labels).accuracy, 4),
+        "final_layer_error_rounding": round(refinement.error_before, 6),
+        f"final_layer_error_{args.algorithm}": round(refinement.error_after, 6),
+        "accuracy_quantized": round(result.accuracy, 4),
         "accuracy_float": round(evaluate(float_scores, test.labels).accuracy, 4),
         "hidden_state": {k: round(v, 4) for k, v in stats.items()},
         "_scores": scores,
@@ -123,12 +127,11 @@ def main() -> None:
     parser.add_argument("--model-type", default="discriminative", choices=["discriminative", "generative"])
     parser.add_argument("--tokenized", default="data/tokenized/ag_news")
     parser.add_argument("--bit-width", type=int, default=4)
-    parser.add_argument("--algorithm", default="gpfq", choices=list(Q.FINAL_LAYER_ALGORITHMS))
+    parser.add_argument("--algorithm", default="gpfq", choices=list(FINAL_LAYER_ALGORITHMS))
     parser.add_argument("--calib-rows", type=int, default=1000)
     parser.add_argument("--calib-batch-size", type=int, default=64)
     parser.add_argument("--eval-rows", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--stats-batches", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--dims", type=int, default=64)

@@ -14,6 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from lstm_ptq.paths import ProjectPaths
+
 
 def exists(path: Path) -> bool:
     if not path.is_file():
@@ -89,18 +91,19 @@ def figure16(path: Path) -> None:
 
 
 def main() -> None:
-    table1 = read_rows(Path("metrics/table1.csv"))
+    paths = ProjectPaths(Path("."))
+    table1 = read_rows(paths.table1_csv())
     if table1:
         print("**Table 1** (float models)\n")
         print(table(["model", "dataset", "test accuracy (%)", "paper (%)", "training rows", "test rows"],
                     [[r["model"], r["dataset"], r["accuracy_pct"], r["paper_accuracy_pct"], r["train_rows"], r["test_rows"]] for r in table1]) + "\n")
-    grid = read_rows(Path("metrics/ptq_grid.csv"))
+    grid = read_rows(paths.ptq_grid())
     if grid:
         ptq_tables(grid)
-    noise = read_rows(Path("metrics/noise_grid.csv"))
+    noise = read_rows(paths.noise_grid())
     if noise:
         noise_tables(noise)
-    figure16(Path("metrics/figure16.json"))
+    figure16(paths.figure16_metrics())
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import check_model_type, run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.ptq import activation_ranges_stage
+from lstm_ptq.pipeline.ptq import activation_ranges_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.ptq import calibrate_stage
+from lstm_ptq.pipeline.ptq import calibrate_stage
 
 
 def main(args: argparse.Namespace) -> None:

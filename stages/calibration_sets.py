@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import check_model_type, run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.ptq import calibration_sets_stage
+from lstm_ptq.pipeline.ptq import calibration_sets_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -4,14 +4,13 @@ import argparse
 from pathlib import Path
 
 from lstm_ptq.cli import run_stage
-from lstm_ptq.config import DownloadParams, check_dataset, load_params
-from lstm_ptq.download import run_download
+from lstm_ptq.config import check_dataset, load_params
+from lstm_ptq.pipeline.data import download_stage
 
 
 def main(args: argparse.Namespace) -> None:
     check_dataset(args.dataset)
-    params = DownloadParams.from_params(load_params(args.params), args.dataset)
-    run_download(params, Path(args.bundled), Path(args.out) / args.dataset)
+    download_stage(load_params(args.params), args.dataset, Path(args.bundled), Path(args.root))
 
 
 if __name__ == "__main__":
@@ -19,5 +18,5 @@ if __name__ == "__main__":
     parser.add_argument("dataset")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--bundled", default="data/bundled")
-    parser.add_argument("--out", default="data/raw")
+    parser.add_argument("--root", default=".")
     run_stage(main, parser)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import parse_bit_width, run_stage
 from lstm_ptq.config import load_params, section
-from lstm_ptq.noise_ptq import figure16_stage
+from lstm_ptq.pipeline.noise import figure16_stage
 
 
 def main(args: argparse.Namespace) -> None:

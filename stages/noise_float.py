@@ -6,7 +6,7 @@ from pathlib import Path
 from lstm_ptq.cli import check_model_type, run_stage
 from lstm_ptq.config import check_dataset, load_params
 from lstm_ptq.noise import noise_model
-from lstm_ptq.robustness import float_noise_stage
+from lstm_ptq.pipeline.float import float_noise_stage
 
 
 def main(args: argparse.Namespace) -> None:

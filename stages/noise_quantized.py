@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.noise_ptq import quantized_noise_stage
+from lstm_ptq.pipeline.noise import quantized_noise_stage
 
 
 def main(args: argparse.Namespace) -> None:

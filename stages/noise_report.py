@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
 from lstm_ptq.config import check_dataset, load_params, section
-from lstm_ptq.noise_ptq import noise_report_stage
+from lstm_ptq.pipeline.noise import noise_report_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.noise_training import build_noise_trained_data
+from lstm_ptq.pipeline.noise import build_noise_trained_data
 
 
 def main(args: argparse.Namespace) -> None:

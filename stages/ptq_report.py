@@ -6,7 +6,7 @@ from pathlib import Path
 from lstm_ptq.calibration import check_scheme
 from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
 from lstm_ptq.config import check_dataset, load_params, section
-from lstm_ptq.figures import ptq_report_stage
+from lstm_ptq.pipeline.ptq import ptq_report_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lstm_ptq.cli import run_stage
 from lstm_ptq.config import check_dataset, load_params, section
-from lstm_ptq.reports import table1_stage
+from lstm_ptq.pipeline.float import table1_stage
 
 
 def main(args: argparse.Namespace) -> None:

@@ -8,17 +8,14 @@ A run killed between epochs resumes from .cache/train/ when rerun with the same 
 import argparse
 from pathlib import Path
 
-from lstm_ptq.cli import run_stage
+from lstm_ptq.cli import check_model_type, run_stage
 from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.errors import ParamError
-from lstm_ptq.models import MODEL_TYPES
-from lstm_ptq.training import train_stage
+from lstm_ptq.pipeline.float import train_stage
 
 
 def main(args: argparse.Namespace) -> None:
     check_dataset(args.dataset)
-    if args.model_type not in MODEL_TYPES:
-        raise ParamError(f"model_type: unknown model {args.model_type!r}; expected one of {list(MODEL_TYPES)}")
+    check_model_type(args.model_type)
     train_stage(load_params(args.params), args.dataset, args.model_type, Path(args.root))
 
 

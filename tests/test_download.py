@@ -437,14 +437,14 @@ def test_malformed_csv_inside_the_archive_names_url_and_member(server, good_ag_n
 
 
 def test_bundled_extra_train_rows_join_the_training_split_only(tmp_path: Path) -> None:
-    from lstm_ptq.download import EXTRA_TRAIN_FILES, read_bundled_csv
+    from lstm_ptq.download import read_bundled_csv
 
     bundled = Path(__file__).resolve().parents[1] / "data" / "bundled"
     spec = DATASETS["ag_news"]
     materialize_bundled(spec, bundled, tmp_path, None, 7, extra_train=True)
     train = read_release_csv(tmp_path / "train.csv", 4)
     base = read_bundled_csv(bundled, spec, "train.csv")
-    extra = read_bundled_csv(bundled, spec, EXTRA_TRAIN_FILES["ag_news"])
+    extra = read_bundled_csv(bundled, spec, spec.extra_train_file)
     assert train == base + extra and len(extra) == 15895
     assert all(doc.title == "" for doc in train[len(base):])
     assert (tmp_path / "test.csv").read_bytes() == gzip.decompress((bundled / "ag_news" / "test.csv.gz").read_bytes())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lstm_ptq.artifacts import load_torch
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.evaluation import batch_tensors, length_sorted_batches
 from lstm_ptq.models import (
@@ -156,3 +157,12 @@ def test_length_sorted_batches_cover_every_row_once() -> None:
     batches = list(length_sorted_batches(lengths, 3))
     assert sorted(np.concatenate(batches).tolist()) == list(range(7))
     assert [lengths[b].tolist() for b in batches] == [[1, 2, 3], [3, 5, 7], [9]]
+
+
+def test_load_torch_refuses_an_empty_file_by_name(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty\.pt: not a loadable state dict \(\w+"):
+        load_torch(empty, "state dict")
+    with pytest.raises(DataError, match=r"empty\.pt: not a loadable state dict"):
+        load_model(ModelConfig("discriminative", 10, 2, 4, 4), empty)

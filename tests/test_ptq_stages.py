@@ -19,17 +19,22 @@ from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 
 from lstm_ptq.artifacts import load_arrays, read_json
 from lstm_ptq.errors import DataError, ParamError
-from lstm_ptq.evaluation import evaluate_stage
-from lstm_ptq.figures import ptq_report_stage
 from lstm_ptq.models import ModelConfig
-from lstm_ptq.noise_ptq import ProjectPaths as NoisePaths
-from lstm_ptq.noise_ptq import QuantNoiseParams, evenly_spaced, quantized_noise_stage
-from lstm_ptq.noise_training import VARIANT_ROOT, NoiseTrainingParams, build_noise_trained_data
-from lstm_ptq.preprocess import load_split
-from lstm_ptq.ptq import ProjectPaths, activation_ranges_stage, calibrate_stage, calibration_params, calibration_sets_stage, gpfq_rows, quantize_stage
-from lstm_ptq.quantize import QuantSpec, is_calibrated, load_quantized
-from lstm_ptq.robustness import float_noise_stage
-from lstm_ptq.training import train_stage
+from lstm_ptq.noise_training import NoiseTrainingParams
+from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
+from lstm_ptq.pipeline.float import evaluate_stage, float_noise_stage, train_stage
+from lstm_ptq.pipeline.noise import QuantNoiseParams, build_noise_trained_data, quantized_noise_stage
+from lstm_ptq.pipeline.ptq import (
+    GRID_COLUMNS,
+    activation_ranges_stage,
+    calibrate_stage,
+    calibration_params,
+    calibration_sets_stage,
+    ptq_report_stage,
+    quantize_stage,
+)
+from lstm_ptq.preprocess import evenly_spaced, load_split
+from lstm_ptq.quantization import QuantSpec, is_calibrated, load_quantized
 from test_training import clone_project, small_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +153,36 @@ def test_report_holds_the_whole_grid(grid: tuple[Path, dict]) -> None:
     assert set(series[0]) == {"bit_width", "discriminative", "generative"}
 
 
+def test_tracked_outputs_hold_no_wall_times(grid: tuple[Path, dict]) -> None:
+    root, _ = grid
+    paths = ProjectPaths(root)
+    with open(paths.ptq_grid(), newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == GRID_COLUMNS and not any("seconds" in column for column in header)
+    for model_type in ("discriminative", "generative"):
+        assert not any("seconds" in key for key in read_json(paths.train_metrics("ag_news", model_type)))
+        for scheme in SCHEMES:
+            assert not any("seconds" in key for key in read_json(paths.activation_ranges_summary("ag_news", model_type, scheme)))
+            for bit_width in (8, 3):
+                assert not any("seconds" in key for key in read_json(paths.calibrate_metrics("ag_news", model_type, bit_width, scheme)))
+
+
+def test_ptq_report_csvs_match_the_csv_module(grid: tuple[Path, dict]) -> None:
+    """pandas writes the report byte for byte as ``csv.DictWriter`` would (header, None as empty, float repr)."""
+    import io
+
+    root, _ = grid
+    paths = ProjectPaths(root)
+    for path in (paths.ptq_grid(), paths.ptq_plots() / "figure7_ag_news.csv", paths.ptq_plots() / "figure11_ag_news_generative.csv"):
+        text = path.read_text(encoding="utf-8")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        assert text == buffer.getvalue()
+
+
 def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
     root, params = grid
     with pytest.raises(ParamError, match="quantization.bit_width"):
@@ -162,11 +197,11 @@ def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
 def test_gpfq_subset_is_evenly_spread_and_keeps_the_class_mix() -> None:
     labels = np.repeat(np.arange(4), 250)[np.random.default_rng(0).permutation(1000)]
     rows = np.sort(np.random.default_rng(1).choice(1000, 600, replace=False))
-    subset = gpfq_rows(rows, 200)
+    subset = rows[evenly_spaced(len(rows), 200)]
     assert len(subset) == len(np.unique(subset)) == 200 and set(subset) <= set(rows)
     mix = np.bincount(labels[subset], minlength=4) / 200
     assert np.abs(mix - np.bincount(labels[rows], minlength=4) / 600).max() < 0.05
-    assert np.array_equal(gpfq_rows(rows, None), rows) and np.array_equal(gpfq_rows(rows, 600), rows)
+    assert np.array_equal(rows[evenly_spaced(len(rows), None)], rows) and np.array_equal(rows[evenly_spaced(len(rows), 600)], rows)
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [("gpfq_documents", 0, "calibration.gpfq_documents"), ("gpfq_batch_size", 0, "calibration.gpfq_batch_size"), ("gpfq_documents", "all", "calibration.gpfq_documents")])
@@ -223,7 +258,7 @@ def noisy_grid(grid: tuple[Path, dict]) -> tuple[Path, dict]:
 
 def test_noise_level_zero_reproduces_each_cells_clean_accuracy(noisy_grid: tuple[Path, dict]) -> None:
     root, _ = noisy_grid
-    paths = NoisePaths(root)
+    paths = ProjectPaths(root)
     for model_type in ("discriminative", "generative"):
         for bit_width in (8, 3):
             for scheme in NOISE_SCHEMES:
@@ -246,7 +281,7 @@ def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: t
     with open(figures / "figure10_ag_news_generative_class_conditional_uniform_substitution.csv", newline="") as handle:
         series = list(csv.DictReader(handle))
     assert [float(r["noise_level"]) for r in series] == NOISE_LEVELS and list(series[0]) == ["noise_level", "w8", "w3", "float"]
-    cell = read_json(NoisePaths(root).quantized_noise_metrics("ag_news", "generative", 3, "class_conditional", "uniform_substitution"))
+    cell = read_json(ProjectPaths(root).quantized_noise_metrics("ag_news", "generative", 3, "class_conditional", "uniform_substitution"))
     assert [float(r["w3"]) for r in series] == [cell[f"accuracy@{level}"] for level in ("0", "0.05", "0.2")]
     floats = read_json(root / "metrics/noise/float/ag_news/generative/uniform_substitution.json")
     assert float(series[-1]["float"]) == floats["accuracy@0.2"]
@@ -335,7 +370,7 @@ def test_noise_trained_data_corrupts_train_and_valid_only(noise_trained: tuple[P
 
 def test_figure16_compares_clean_and_noise_trained_cells(noise_trained: tuple[Path, dict]) -> None:
     root, _ = noise_trained
-    trees = {"clean_trained": NoisePaths(root), "noise_trained": NoisePaths(root / VARIANT_ROOT)}
+    trees = {"clean_trained": ProjectPaths(root), "noise_trained": ProjectPaths(root / VARIANT_ROOT)}
     with open(root / "plots/noise/figure16/figure16_ag_news.csv", newline="") as handle:
         series = list(csv.DictReader(handle))
     assert [int(r["bit_width"]) for r in series] == [8, 3]

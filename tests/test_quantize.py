@@ -18,11 +18,13 @@ import brevitas.nn as qnn
 from brevitas.core.stats import AbsMax
 from brevitas.quant_tensor import _unpack_quant_tensor
 
-from lstm_ptq import quantize as Q
+from lstm_ptq import analysis as A
+from lstm_ptq import quantization as Q
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.evaluation import evaluate, float_scorer, score_split
 from lstm_ptq.models import ModelConfig, build_model, generative_io, generative_label_losses
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
+from lstm_ptq.quantization.modules import _is_quantizer_key
 
 DIMS = {"discriminative": 32, "generative": 24}
 STEPS = {"discriminative": 200, "generative": 80}
@@ -153,7 +155,7 @@ def test_quant_lstm_without_quantizers_matches_nn_lstm() -> None:
     quant = qnn.QuantLSTM(7, 5, batch_first=True, weight_quant=None, bias_quant=None, io_quant=None, gate_acc_quant=None,
                           sigmoid_quant=None, tanh_quant=None, cell_state_quant=None)
     result = quant.load_state_dict(reference.state_dict(), strict=False)
-    assert not result.unexpected_keys and not [k for k in result.missing_keys if not Q._is_quantizer_key(k)]
+    assert not result.unexpected_keys and not [k for k in result.missing_keys if not _is_quantizer_key(k)]
     x = torch.randn(4, 9, 7)
     torch.testing.assert_close(quant(x)[0], reference(x)[0], atol=1e-6, rtol=0)
 
@@ -174,10 +176,10 @@ def test_quantizers_disabled_reproduce_the_float_model(model_type: str, float_mo
                 inputs, _, mask = generative_io(tokens, lengths)
                 with Q.quantizers_disabled(model):
                     hidden = model.hidden_states(inputs)
-                    rows = Q.final_layer_rows(model, tokens, lengths)
+                    rows = A.final_layer_rows(model, tokens, lengths)
                     logits = model.decoder(rows)
                 torch.testing.assert_close(hidden[mask], float_model.hidden_states(inputs)[mask], atol=1e-5, rtol=0)
-                float_rows = Q.final_layer_rows(float_model, tokens, lengths, quantized_input=False)
+                float_rows = A.final_layer_rows(float_model, tokens, lengths, quantized_input=False)
                 torch.testing.assert_close(logits, float_model.decoder(float_rows), atol=1e-5, rtol=0)
 
 
@@ -403,10 +405,10 @@ def test_gpfq_changes_the_final_layer_and_lowers_its_output_error(model_type: st
     layer = model.final_layer
     rounded = _unpack_quant_tensor(layer.quant_weight()).clone()
     scale = Q.final_layer_weight_scale(model)
-    error_rounding = Q.final_layer_output_error(model, float_model, calib_batches)
+    error_rounding = A.final_layer_output_error(model, float_model, calib_batches)
     info = Q.apply_gpfq(model, calib_batches, "gpfq")
     refined = layer.quant_weight()
-    error_gpfq = Q.final_layer_output_error(model, float_model, calib_batches)
+    error_gpfq = A.final_layer_output_error(model, float_model, calib_batches)
     assert info["changed_weight_fraction"] > 0.1
     assert (refined.value != rounded).float().mean() > 0.1
     assert error_gpfq < 0.9 * error_rounding
@@ -449,7 +451,7 @@ def test_gpfq_feeds_the_generative_decoder_3d_rows_for_every_label(float_models:
 
 
 def test_gpfq_does_not_collapse_low_bit_accuracy(float_models: dict, calib_batches: list, splits: dict) -> None:
-    """With a recomputed weight scale GPFQ rounded most weights to zero (BREVITAS_NOTES.md)."""
+    """With a recomputed weight scale GPFQ rounded most weights to zero (docs/quantization.md)."""
     float_model = float_models["discriminative"]
     test = splits["test"]
     rounding = calibrated(float_model, calib_batches, 3)
@@ -466,7 +468,7 @@ def test_other_final_layer_algorithms(algorithm: str, float_models: dict, calib_
     float_model = float_models["discriminative"]
     model = calibrated(float_model, calib_batches, 3)
     before = model.classifier.quant_weight().value.clone()
-    error_rounding = Q.final_layer_output_error(model, float_model, calib_batches)
+    error_rounding = A.final_layer_output_error(model, float_model, calib_batches)
     info = Q.apply_gpfq(model, calib_batches, algorithm)
     changed = (model.classifier.quant_weight().value != before).float().mean()
     assert model.final_layer_algorithm == algorithm and info["weight_scale"] == Q.final_layer_weight_scale(model)
@@ -475,7 +477,7 @@ def test_other_final_layer_algorithms(algorithm: str, float_models: dict, calib_
     else:
         assert changed > 0
     if algorithm == "qronos":  # like GPFQ it targets the float layer input (equation 22); GPTQ the quantized one
-        assert Q.final_layer_output_error(model, float_model, calib_batches) < error_rounding
+        assert A.final_layer_output_error(model, float_model, calib_batches) < error_rounding
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,21 +550,21 @@ def test_state_trace_matches_the_full_sequence_pass(float_models: dict, calib_ba
     model = calibrated(float_model, calib_batches[:1], 3)
     tokens, lengths = calib_batches[1]
     for m in (float_model, model):
-        hidden, cells, mask = Q.lstm_state_trace(m, tokens, lengths)
+        hidden, cells, mask = A.lstm_state_trace(m, tokens, lengths)
         with torch.no_grad():
             full = m.lstm(m.lstm_inputs(tokens) if hasattr(m, "lstm_inputs") else m.embedding(tokens))[0]
         torch.testing.assert_close(hidden[mask], full[mask], atol=1e-6, rtol=0)
     packed = nn.utils.rnn.pack_padded_sequence(float_model.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
     with torch.no_grad():
         _, (_, c_last) = float_model.lstm(packed)
-    _, cells, _ = Q.lstm_state_trace(float_model, tokens, lengths)
+    _, cells, _ = A.lstm_state_trace(float_model, tokens, lengths)
     torch.testing.assert_close(cells[torch.arange(len(lengths)), lengths - 1], c_last[0], atol=1e-5, rtol=0)
 
 
 def test_hidden_state_stats_show_low_bit_zeros(float_models: dict, calib_batches: list) -> None:
     float_model = float_models["generative"]
-    float_stats = Q.hidden_state_stats(float_model, calib_batches[:2])
-    low = Q.hidden_state_stats(calibrated(float_model, calib_batches[:1], 2), calib_batches[:2])
+    float_stats = A.hidden_state_stats(float_model, calib_batches[:2])
+    low = A.hidden_state_stats(calibrated(float_model, calib_batches[:1], 2), calib_batches[:2])
     assert float_stats["zero_h_fraction"] == 0.0 and low["zero_h_fraction"] > 0.05
     assert float_stats["positions"] == int((calib_batches[0][1] + 1).sum() + (calib_batches[1][1] + 1).sum())
     assert 0 < float_stats["abs_c_p50"] <= float_stats["abs_c_p99"] <= float_stats["abs_c_max"]

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from lstm_ptq.artifacts import read_json
-from lstm_ptq.evaluation import evaluate_stage
-from lstm_ptq.training import train_stage
+from lstm_ptq.pipeline.float import evaluate_stage, train_stage
 from test_training import clone_project, small_params
 
 REPO = Path(__file__).resolve().parents[1]

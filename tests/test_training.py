@@ -19,8 +19,7 @@ from lstm_ptq.artifacts import read_json
 from lstm_ptq.config import load_params
 from lstm_ptq.errors import ParamError
 from lstm_ptq.models import load_state_dict
-from lstm_ptq.evaluation import evaluate_stage
-from lstm_ptq.training import train_stage
+from lstm_ptq.pipeline.float import evaluate_stage, train_stage
 from lstm_ptq.preprocess import load_split
 from lstm_ptq.training import TrainParams, epoch_batches
 

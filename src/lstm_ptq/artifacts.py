@@ -12,10 +12,14 @@ import os
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A fixed timestamp for zip members, so the same arrays always give the same bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -89,6 +93,29 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save`` of ``obj`` written atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: str | os.PathLike[str], what: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` on the CPU; any failure is a DataError naming the file and ``what``."""
+    import torch
+
+    from .errors import DataError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt, empty or pickled-object files
+        lines = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise DataError(f"{path}: not a loadable {what} ({detail})") from None
+
+
 def replace_directory(staged: Path, final: Path) -> None:
     """Move a fully written ``staged`` directory to ``final``, replacing any previous one.
 
@@ -111,18 +138,34 @@ def replace_directory(staged: Path, final: Path) -> None:
         shutil.rmtree(backup)
 
 
-def staging_directory(final: Path) -> Path:
+def _staging_directory(final: Path) -> Path:
     """A fresh empty directory beside ``final`` for building its replacement."""
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
 
 
-def write_csv(path: str | os.PathLike[str], rows: list[Mapping[str, Any]], fieldnames: list[str]) -> None:
-    """A CSV with a header row, ``\\n`` line endings, written atomically."""
-    import csv
+@contextmanager
+def staged_output(final: Path) -> Iterator[Path]:
+    """Build a directory output in a fresh staging directory beside ``final``; when the block ends
+    normally it replaces ``final`` (:func:`replace_directory`), when it raises the staging directory
+    is removed and the previous ``final``, if any, is left as it was.
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n", extrasaction="raise")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+        with staged_output(out_dir) as staged:
+            save_arrays(staged / "train.npz", ...)
+    """
+    staged = _staging_directory(final)
+    try:
+        yield staged
+        replace_directory(staged, final)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+
+
+def write_frame(path: str | os.PathLike[str], frame: "pd.DataFrame") -> None:
+    """A data frame as CSV (header row, no index, ``\\n`` line endings), written atomically.
+
+    Build report frames with ``dtype=object`` so every value is written as Python writes it (floats
+    as ``repr``, ints as ints even beside missing values, None as an empty field), the bytes
+    ``csv.DictWriter`` wrote before pandas built the reports."""
+    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -91,13 +91,26 @@ def _pseudo_conditional(ctx: CalibrationContext) -> np.ndarray:
     return balanced_rows(ctx.predicted_labels, present, ctx.size, ctx.seed, ctx.num_classes, "pseudo_class_conditional")
 
 
-SCHEMES: dict[str, Callable[[CalibrationContext], np.ndarray]] = {
-    "class_unconditional": _unconditional,
-    "class_conditional": _conditional,
-    "pseudo_class_conditional": _pseudo_conditional,
+@dataclass(frozen=True)
+class Scheme:
+    """A registered calibration scheme: how it selects rows, and whether it needs the float model's
+    predicted labels on the training split (``CalibrationContext.predicted_labels``)."""
+
+    select: Callable[[CalibrationContext], np.ndarray]
+    needs_predictions: bool = False
+
+
+# Adding a scheme is one entry here (``classes_<k>`` / ``classes_all`` are a pattern, not entries).
+SCHEMES: dict[str, Scheme] = {
+    "class_unconditional": Scheme(_unconditional),
+    "class_conditional": Scheme(_conditional),
+    "pseudo_class_conditional": Scheme(_pseudo_conditional, needs_predictions=True),
 }
 
-NEEDS_PREDICTIONS = {"pseudo_class_conditional"}
+
+def needs_predictions(schemes: Iterable[str]) -> bool:
+    """Whether any of ``schemes`` needs the float model's predictions on the training split."""
+    return any(SCHEMES[name].needs_predictions for name in schemes if name in SCHEMES)
 
 
 def check_scheme(name: str, num_classes: int | None = None) -> str:
@@ -115,7 +128,7 @@ def select_calibration_rows(name: str, ctx: CalibrationContext) -> np.ndarray:
     if ctx.size > len(ctx.labels):
         raise ParamError(f"calibration size {ctx.size} exceeds the {len(ctx.labels)} training rows")
     if name in SCHEMES:
-        return SCHEMES[name](ctx)
+        return SCHEMES[name].select(ctx)
     k_text = _COVERAGE.match(name).group(1)  # type: ignore[union-attr]
     k = ctx.num_classes if k_text == "all" else int(k_text)
     return balanced_rows(ctx.labels, coverage_classes(ctx.num_classes, k, ctx.seed), ctx.size, ctx.seed, ctx.num_classes, name)

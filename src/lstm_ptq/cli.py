@@ -20,7 +20,7 @@ def run_stage(main: Callable[[argparse.Namespace], None], parser: argparse.Argum
 
 
 def parse_bit_width(text: str) -> int:
-    """A stage's bit-width argument; range checks happen in :class:`lstm_ptq.quantize.QuantSpec`."""
+    """A stage's bit-width argument; range checks happen in :class:`lstm_ptq.quantization.QuantSpec`."""
     from .errors import ParamError
 
     try:

@@ -22,14 +22,15 @@ class DatasetSpec:
     num_classes: int
     quote_label: bool  # AG News writes "3", DBPedia writes 3
     archive_dir: str  # top-level folder inside the release archive
+    # bundled extra training rows with the title missing: lower quality, more data (data/bundled/PROVENANCE.md)
+    extra_train_file: str
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "ag_news": DatasetSpec("ag_news", 4, quote_label=True, archive_dir="ag_news_csv"),
-    "dbpedia": DatasetSpec("dbpedia", 14, quote_label=False, archive_dir="dbpedia_csv"),
+    "ag_news": DatasetSpec("ag_news", 4, quote_label=True, archive_dir="ag_news_csv", extra_train_file="extra_train_description_only.csv"),
+    "dbpedia": DatasetSpec("dbpedia", 14, quote_label=False, archive_dir="dbpedia_csv", extra_train_file="extra_content_only_unknown_split.csv"),
 }
 
-RELEASE_FILES = ("train.csv", "test.csv", "classes.txt")
 _CLASS_INDEX = re.compile(r"-?[0-9]+")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import shutil
 import socket
 import tarfile
 import time
@@ -24,7 +23,7 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .artifacts import atomic_write_text, replace_directory, staging_directory
+from .artifacts import atomic_write_text, staged_output
 from .config import DownloadParams, RemoteSource
 from .datasets import DatasetSpec, Document, dataset_spec, decode_utf8, format_release_csv, parse_release_csv, read_classes
 from .errors import DataError, DownloadError, ParamError
@@ -72,10 +71,6 @@ def _write_release(staged: Path, spec: DatasetSpec, train: list[Document], test:
     atomic_write_text(staged / "classes.txt", "".join(f"{name}\n" for name in classes))
 
 
-# Extra training rows with the title missing: lower quality, more data (data/bundled/PROVENANCE.md).
-EXTRA_TRAIN_FILES = {"ag_news": "extra_train_description_only.csv", "dbpedia": "extra_content_only_unknown_split.csv"}
-
-
 def materialize_bundled(
     spec: DatasetSpec, bundled_root: Path, staged: Path, test_fraction: float | None, seed: int, extra_train: bool = False
 ) -> None:
@@ -95,7 +90,7 @@ def materialize_bundled(
             f"download.{spec.name}.bundled_test_fraction: required, because no bundled test split exists ({test_gz})"
         )
     if extra_train:
-        train = train + read_bundled_csv(bundled_root, spec, EXTRA_TRAIN_FILES[spec.name])
+        train = train + read_bundled_csv(bundled_root, spec, spec.extra_train_file)
     _write_release(staged, spec, train, test, classes)
 
 
@@ -199,14 +194,9 @@ def fetch_remote(spec: DatasetSpec, source: RemoteSource, staged: Path) -> None:
 def run_download(params: DownloadParams, bundled_root: Path, out_dir: Path) -> None:
     """Build the release files for one dataset and swap them into ``out_dir`` atomically."""
     spec = dataset_spec(params.dataset)
-    staged = staging_directory(out_dir)
-    try:
+    with staged_output(out_dir) as staged:
         if params.source == "bundled":
             materialize_bundled(spec, bundled_root, staged, params.bundled_test_fraction, params.seed, params.bundled_extra_train)
         else:
             assert params.remote is not None
             fetch_remote(spec, params.remote, staged)
-        replace_directory(staged, out_dir)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)

@@ -6,17 +6,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 
-from pathlib import Path
-from typing import Mapping
-
-from .artifacts import read_json, write_csv, write_json
-from .config import get_typed, section
-from .models import GenerativeLSTM, check_vocabulary_fits, generative_label_losses, load_float_model
-from .paths import ProjectPaths
-from .preprocess import EncodedSplit, load_split
-from .reports import PAPER_TABLE1
+from .models import GenerativeLSTM, generative_label_losses
+from .preprocess import EncodedSplit
 
 # (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -100,25 +94,7 @@ def class_log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.log(counts / counts.sum())
 
 
-def confusion_rows(evaluation: Evaluation, class_names: list[str]) -> list[dict[str, str]]:
-    """One row per document, the format ``dvc plots`` draws as a confusion matrix."""
-    return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(evaluation.labels, evaluation.predictions)]
-
-
-def evaluate_stage(params: Mapping[str, Any], dataset: str, model_type: str, root: Path) -> dict[str, Any]:
-    paths = ProjectPaths(root)
-    tokenized = paths.tokenized(dataset)
-    classes = read_json(tokenized / "classes.json")
-    config, model = load_float_model(paths, dataset, model_type)
-    test = load_split(tokenized, "test")
-    check_vocabulary_fits(config, test, str(tokenized / "test.npz"))
-    use_prior = get_typed(section(params, "evaluate"), "use_log_prior", bool, "evaluate")
-    prior = class_log_prior(load_split(tokenized, "train").labels, config.num_classes) if use_prior and model_type == "generative" else None
-    batch_size = get_typed(section(params, "evaluate"), "batch_size", int, "evaluate")
-    result = evaluate(score_split(float_scorer(model), test, batch_size), test.labels, prior)
-    metrics = result.metrics(classes)
-    metrics["paper_accuracy"] = PAPER_TABLE1[(dataset, model_type)] / 100
-    metrics["train_rows"] = len(load_split(tokenized, "train"))
-    write_json(paths.evaluate_metrics(dataset, model_type), metrics)
-    write_csv(paths.confusion(dataset, model_type), confusion_rows(result, classes), ["actual", "predicted"])
-    return metrics
+def confusion_rows(evaluation: Evaluation, class_names: list[str]) -> pd.DataFrame:
+    """One row per document (``actual``, ``predicted``), the format ``dvc plots`` draws as a confusion matrix."""
+    names = np.array(class_names, dtype=object)
+    return pd.DataFrame({"actual": names[evaluation.labels], "predicted": names[evaluation.predictions]}, columns=["actual", "predicted"], dtype=object)

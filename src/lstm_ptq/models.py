@@ -8,12 +8,15 @@
 
 Sequences are right-padded with ``<pad>`` (id 0). The generative model reads ``<bos> x_1 .. x_T`` and
 predicts ``x_1 .. x_T <eos>``, so every real token, and the end of the document, is scored.
+
+Both classes, and their Brevitas counterparts in :mod:`lstm_ptq.quantization`, expose the same
+interface (``final_layer``, ``lstm_inputs``, ``lstm_steps``, ``final_layer_inputs``, ``class_scores``),
+and :data:`MODEL_TYPES` maps each model type to its float and quantized class.
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .artifacts import atomic_write_bytes, read_json
+from .artifacts import load_torch, read_json, save_torch
 from .errors import DataError, ParamError
 from .paths import ProjectPaths
 
@@ -29,7 +32,18 @@ if TYPE_CHECKING:
     from .preprocess import EncodedSplit
 from .text import BOS_ID, EOS_ID, PAD_ID
 
-MODEL_TYPES = ("discriminative", "generative")
+
+@dataclass(frozen=True)
+class ModelType:
+    """One classifier of section 3: its float class and, once :mod:`lstm_ptq.quantization` is imported, its Brevitas class."""
+
+    name: str
+    float_class: type[nn.Module]
+    quant_class: type[nn.Module] | None = None
+
+
+# The registry of model types, filled below the float classes; iterating it gives the names.
+MODEL_TYPES: dict[str, ModelType] = {}
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,16 @@ def last_real_index(lengths: torch.Tensor) -> torch.Tensor:
     return lengths.long() - 1
 
 
+def trim_padding(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Drop trailing all-padding columns: a unidirectional LSTM's real positions cannot see them."""
+    last_real_index(lengths)
+    return tokens[:, : int(lengths.max())]
+
+
 class DiscriminativeLSTM(nn.Module):
     """Equations 1-4: z = W h_T with h_T the hidden state at the last real token (equation 2)."""
+
+    model_type = "discriminative"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -77,14 +99,33 @@ class DiscriminativeLSTM(nn.Module):
         self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
         self.classifier = nn.Linear(config.hidden_size, config.num_classes)
 
+    @property
+    def final_layer(self) -> nn.Linear:
+        return self.classifier
+
+    def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.embedding(inputs)
+
+    def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's input ids (the document) and the mask of its real steps."""
+        return tokens, torch.arange(tokens.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+
     def final_hidden(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.lstm(self.embedding(tokens))
+        outputs, _ = self.lstm(self.lstm_inputs(tokens))
         index = last_real_index(lengths).to(outputs.device)
         return outputs[torch.arange(outputs.shape[0], device=outputs.device), index]
+
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The classifier's input rows: h_T of each document, ``[B, H]``."""
+        return self.final_hidden(tokens, lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits [B, C]."""
         return self.classifier(self.final_hidden(tokens, lengths))
+
+    def class_scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, C] log class probabilities (higher is better)."""
+        return torch.log_softmax(self(tokens, lengths), dim=1)
 
 
 def generative_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -100,8 +141,20 @@ def generative_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Te
     return inputs, targets, mask
 
 
+def generative_decoder_rows(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[h_t ; l_y]`` for every real position (rows) and every label (blocks): ``[C * N_real, H + d_l]``."""
+    inputs, _, mask = generative_io(trim_padding(tokens, lengths), lengths)
+    hidden = model.hidden_states(inputs)[mask]  # [N, H]
+    labels = model.label_vectors()  # [C, d_l]
+    classes, n = labels.shape[0], hidden.shape[0]
+    rows = torch.cat([hidden.unsqueeze(0).expand(classes, n, -1), labels.unsqueeze(1).expand(classes, n, -1)], dim=-1)
+    return rows.reshape(classes * n, -1)
+
+
 class GenerativeLSTM(nn.Module):
     """Equations 7-14: p(x | y) = prod_t softmax(W [h_t ; l_y])[x_{t+1}]."""
+
+    model_type = "generative"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -111,9 +164,29 @@ class GenerativeLSTM(nn.Module):
         self.label_embedding = nn.Embedding(config.num_classes, config.label_embedding_dim)
         self.decoder = nn.Linear(config.hidden_size + config.label_embedding_dim, config.vocab_size)
 
+    @property
+    def final_layer(self) -> nn.Linear:
+        return self.decoder
+
+    def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.embedding(inputs)
+
+    def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's input ids ``<bos> x_1 .. x_T`` and the mask of its real steps."""
+        inputs, _, mask = generative_io(tokens, lengths)
+        return inputs, mask
+
     def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.lstm(self.embedding(inputs))
+        outputs, _ = self.lstm(self.lstm_inputs(inputs))
         return outputs
+
+    def label_vectors(self) -> torch.Tensor:
+        """l_y for every label, [C, d_l] (equation 9)."""
+        return self.label_embedding.weight
+
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The decoder's input rows for every real position and every label (:func:`generative_decoder_rows`)."""
+        return generative_decoder_rows(self, tokens, lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Summed next-token cross-entropy per document given its label (equation 13), shape [B].
@@ -129,6 +202,18 @@ class GenerativeLSTM(nn.Module):
         logits = self.decoder(torch.cat([h, label_e], dim=-1))
         nll = F.cross_entropy(logits, targets.reshape(-1)[positions].long(), reduction="none")
         return nll.new_zeros(tokens.shape[0]).index_add_(0, doc_index, nll)
+
+    def class_scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, C] minus the sequence losses (equation 14: the lowest loss wins)."""
+        return -generative_label_losses(self, tokens, lengths)
+
+
+MODEL_TYPES.update({cls.model_type: ModelType(cls.model_type, cls) for cls in (DiscriminativeLSTM, GenerativeLSTM)})
+
+
+def register_quant_class(cls: type[nn.Module]) -> None:
+    """Record ``cls`` as the quantized counterpart of the float model of type ``cls.model_type``."""
+    MODEL_TYPES[cls.model_type] = replace(MODEL_TYPES[cls.model_type], quant_class=cls)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,7 +329,7 @@ def check_vocabulary_fits(config: ModelConfig, split: "EncodedSplit", where: str
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    return DiscriminativeLSTM(config) if config.model_type == "discriminative" else GenerativeLSTM(config)
+    return MODEL_TYPES[config.model_type].float_class(config)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -252,10 +337,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or pickled-object files
-        raise DataError(f"{path}: not a loadable state dict ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    state = load_torch(path, "state dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DataError(f"{path}: expected a state dict (a mapping of names to tensors), found {type(state).__name__}")
     return state
@@ -283,9 +365,7 @@ def load_model(config: ModelConfig, path: str | Path) -> nn.Module:
 
 
 def save_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
-    buffer = io.BytesIO()
-    torch.save({k: v.contiguous() for k, v in state.items()}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_torch(path, {k: v.contiguous() for k, v in state.items()})
 
 
 def load_float_model(paths: ProjectPaths, dataset: str, model_type: str) -> tuple[ModelConfig, torch.nn.Module]:

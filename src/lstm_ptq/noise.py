@@ -27,8 +27,7 @@ Noise models (registry :data:`NOISE_MODELS`):
 from __future__ import annotations
 
 import operator
-import shutil
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -36,12 +35,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import load_arrays, read_json, replace_directory, save_arrays, staging_directory, write_json
+from .artifacts import load_arrays, read_json, save_arrays, staged_output, write_json
 from .config import get_seed, get_typed, section
 from .datasets import dataset_spec, read_release_csv
 from .errors import DataError, ParamError
 from .preprocess import EncodedSplit, load_split, load_vocabulary
-from .text import UNK, clean_text, document_text, encode_padded, tokenize
+from .text import UNK, Vocabulary, clean_text, document_text, encode_padded, tokenize
 
 CHAR_VOCAB_FILE = "char_vocab.json"
 STATS_FILE = "stats.json"
@@ -304,7 +303,30 @@ class NoiseParams:
 # --------------------------------------------------------------------------------------------------
 
 
-def _tokenize_noisy(texts: list[str], lowercase: bool) -> tuple[list[list[str]], int]:
+@dataclass(frozen=True)
+class NoisyCounts:
+    """What corruption did to a batch of documents; counts add up over batches (``a + b``)."""
+
+    characters: int = 0  # characters of the original texts
+    changed: int = 0  # of them, changed by the noise
+    unknown: int = 0  # kept tokens outside the vocabulary
+    kept: int = 0  # tokens kept after truncation
+    empty: int = 0  # documents left empty by cleaning (encoded as one <unk>)
+    tokens: int = 0  # tokens before truncation
+
+    def __add__(self, other: "NoisyCounts") -> "NoisyCounts":
+        return NoisyCounts(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    @property
+    def char_change_rate(self) -> float:
+        return round(self.changed / self.characters, 6) if self.characters else 0.0
+
+    @property
+    def oov_rate(self) -> float:
+        return round(self.unknown / self.kept, 6) if self.kept else 0.0
+
+
+def _tokenize_noisy(texts: Sequence[str], lowercase: bool) -> tuple[list[list[str]], int]:
     """Clean and tokenize as the tokenize stage does; a document left empty becomes one ``<unk>``."""
     tokens = tokenize(clean_text(text, lowercase=lowercase) for text in texts)
     empty = 0
@@ -313,6 +335,25 @@ def _tokenize_noisy(texts: list[str], lowercase: bool) -> tuple[list[list[str]],
             tokens[i] = [UNK]
             empty += 1
     return tokens, empty
+
+
+def encode_noisy(
+    originals: Sequence[str], noisy: Sequence[str], vocabulary: Vocabulary, lowercase: bool, max_length: int
+) -> tuple[np.ndarray, np.ndarray, NoisyCounts]:
+    """Encode corrupted texts exactly as the tokenize stage encodes clean ones (same cleaning,
+    tokenizer and TRAINING vocabulary; a document left empty becomes one ``<unk>``), and count what
+    the corruption did relative to the ``originals``. Returns (token ids, lengths, counts)."""
+    tokens, empty = _tokenize_noisy(noisy, lowercase)
+    ids, lengths, unknown, kept = encode_padded(tokens, vocabulary, max_length)
+    counts = NoisyCounts(
+        characters=sum(len(t) for t in originals),
+        changed=sum(changed_characters(o, t) for o, t in zip(originals, noisy)),
+        unknown=unknown,
+        kept=kept,
+        empty=empty,
+        tokens=sum(len(t) for t in tokens),
+    )
+    return ids, lengths, counts
 
 
 def _pad_concat(chunks: list[np.ndarray]) -> np.ndarray:
@@ -362,24 +403,16 @@ def build_noisy_test_sets(
 
     rows = [int(r) for r in clean.source_rows]
     chunks: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {level: [] for level in levels}
-    counts = {level: {"characters": 0, "changed": 0, "unknown": 0, "kept": 0, "empty": 0, "tokens": 0} for level in levels}
+    counts = {level: NoisyCounts() for level in levels}
     starts = range(0, len(rows), _CHUNK)
     for start in tqdm(starts, desc=f"noise {dataset} {model.name}", disable=None if progress is None else not progress, leave=False):
         chunk_rows = rows[start : start + _CHUNK]
         originals = [document_text(test_docs[r].title, test_docs[r].text) for r in chunk_rows]
         noisy = [corrupt_levels(text, levels, model, char_vocabulary, seed, r) for text, r in zip(originals, chunk_rows)]
         for j, level in enumerate(levels):
-            texts = [versions[j] for versions in noisy]
-            tokens, empty = _tokenize_noisy(texts, lowercase)
-            ids, lengths, unknown, kept = encode_padded(tokens, vocabulary, max_length)
+            ids, lengths, chunk_counts = encode_noisy(originals, [versions[j] for versions in noisy], vocabulary, lowercase, max_length)
             chunks[level].append((ids, lengths))
-            c = counts[level]
-            c["characters"] += sum(len(t) for t in originals)
-            c["changed"] += sum(changed_characters(o, t) for o, t in zip(originals, texts))
-            c["unknown"] += unknown
-            c["kept"] += kept
-            c["empty"] += empty
-            c["tokens"] += sum(len(t) for t in tokens)
+            counts[level] = counts[level] + chunk_counts
 
     stats: dict[str, Any] = {
         "dataset": dataset,
@@ -389,8 +422,7 @@ def build_noisy_test_sets(
         "documents": len(rows),
         "levels": {},
     }
-    staged = staging_directory(out_dir)
-    try:
+    with staged_output(out_dir) as staged:
         for level in levels:
             tokens = _pad_concat([ids for ids, _ in chunks[level]]) if rows else np.zeros((0, 1), dtype=np.int32)
             lengths = np.concatenate([n for _, n in chunks[level]]) if rows else np.zeros(0, dtype=np.int32)
@@ -404,18 +436,14 @@ def build_noisy_test_sets(
             stats["levels"][level_name(level)] = {
                 "noise_level": level,
                 "documents": len(rows),
-                "characters": c["characters"],
-                "char_change_rate": round(c["changed"] / c["characters"], 6) if c["characters"] else 0.0,
-                "oov_rate": round(c["unknown"] / c["kept"], 6) if c["kept"] else 0.0,
-                "empty_after_cleaning": c["empty"],
-                "mean_length": round(c["tokens"] / len(rows), 3) if rows else 0.0,
+                "characters": c.characters,
+                "char_change_rate": c.char_change_rate,
+                "oov_rate": c.oov_rate,
+                "empty_after_cleaning": c.empty,
+                "mean_length": round(c.tokens / len(rows), 3) if rows else 0.0,
             }
         save_char_vocabulary(staged / CHAR_VOCAB_FILE, char_vocabulary)
         write_json(staged / STATS_FILE, stats)
-        replace_directory(staged, out_dir)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
     return stats
 
 

@@ -1,30 +1,24 @@
 """A generative classifier trained with input noise, quantized and tested on noisy input (paper
-section 7, Figure 16).
+section 7, Figure 16): its parameters and the corruption of a training split.
 
-The noise-trained model lives in a variant project tree (``variants/noise_trained``) laid out like the
-main one, so the pipeline's own stage scripts train, quantize, calibrate and evaluate it with
-``--root variants/noise_trained``. This module builds that tree's data (the training and validation
-splits corrupted once at the training noise level; the clean test split, vocabulary and noisy test
-sets of the main tree). :func:`lstm_ptq.noise_ptq.figure16_stage` draws Figure 16 from both trees.
+The noise-trained model lives in a variant project tree (:meth:`lstm_ptq.paths.ProjectPaths.noise_trained`)
+laid out like the main one; :func:`lstm_ptq.pipeline.noise.build_noise_trained_data` builds that tree's
+data and :func:`lstm_ptq.pipeline.noise.figure16_stage` draws Figure 16 from both trees.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .artifacts import replace_directory, save_arrays, staging_directory, write_json
 from .config import check_dataset, get_typed, section
-from .datasets import dataset_spec, read_release_csv
+from .datasets import Document
 from .errors import DataError, ParamError
-from .noise import CHAR_VOCAB_FILE, NoiseParams, _tokenize_noisy, changed_characters, check_noise_level, corrupt_text, load_char_vocabulary, noise_model
-from .paths import ProjectPaths
-from .preprocess import load_split, load_vocabulary
-from .text import document_text, encode_padded
+from .noise import CharVocabulary, NoiseModel, NoiseParams, check_noise_level, corrupt_text, encode_noisy, noise_model
+from .preprocess import EncodedSplit
+from .text import Vocabulary, document_text
 
-VARIANT_ROOT = Path("variants") / "noise_trained"
 MODEL_TYPE = "generative"  # section 7 trains the generative classifier with noise
 SCHEME = "class_conditional"  # and calibrates it class-conditionally
 # Training corruption draws from seed + SEED_OFFSET, so it is independent of the test corruption.
@@ -59,57 +53,31 @@ class NoiseTrainingParams:
         return cls(tuple(datasets), name, level, eval_level)
 
 
-def build_noise_trained_data(params: Mapping[str, Any], dataset: str, root: Path) -> dict[str, Any]:
-    """The variant tree's ``data/tokenized/<dataset>`` (noisy train and valid, clean test, the main
-    vocabulary) and ``data/noisy/<dataset>/<noise_model>`` (the main tree's noisy test sets)."""
-    settings = NoiseTrainingParams.from_params(params)
-    noise = NoiseParams.from_params(params)
-    tokenize = section(params, "tokenize")
-    lowercase = get_typed(tokenize, "lowercase", bool, "tokenize")
-    max_length = get_typed(tokenize, "max_length", int, "tokenize")
-    main, variant = ProjectPaths(root), ProjectPaths(root / VARIANT_ROOT)
-    model = noise_model(settings.noise_model)
-    noisy_dir = main.noisy(dataset, settings.noise_model)
-    char_vocabulary = load_char_vocabulary(noisy_dir / CHAR_VOCAB_FILE)
-    vocabulary = load_vocabulary(main.tokenized(dataset))
-    docs = read_release_csv(main.raw(dataset) / "train.csv", dataset_spec(dataset).num_classes)
-    seed = noise.seed + SEED_OFFSET
-
-    stats: dict[str, Any] = {"dataset": dataset, "noise_model": model.name, "level": settings.level, "seed": seed, "splits": {}}
-    staged = staging_directory(variant.tokenized(dataset))
-    try:
-        for split_name in ("train", "valid"):
-            clean = load_split(main.tokenized(dataset), split_name)
-            rows = [int(r) for r in clean.source_rows]
-            if rows and max(rows) >= len(docs):
-                raise DataError(f"{main.tokenized(dataset) / (split_name + '.npz')}: source rows outside {main.raw(dataset) / 'train.csv'}; re-run tokenize")
-            originals = [document_text(docs[r].title, docs[r].text) for r in rows]
-            texts = [corrupt_text(text, settings.level, model, char_vocabulary, seed, r) for text, r in zip(originals, rows)]
-            tokens, empty = _tokenize_noisy(texts, lowercase)
-            ids, lengths, unknown, kept = encode_padded(tokens, vocabulary, max_length)
-            save_arrays(staged / f"{split_name}.npz", tokens=ids, lengths=lengths, labels=clean.labels, source_rows=clean.source_rows)
-            characters = sum(len(t) for t in originals)
-            changed = sum(changed_characters(o, t) for o, t in zip(originals, texts))
-            stats["splits"][split_name] = {
-                "documents": len(rows),
-                "char_change_rate": round(changed / characters, 6) if characters else 0.0,
-                "oov_rate": round(unknown / kept, 6) if kept else 0.0,
-                "empty_after_cleaning": empty,
-            }
-        for name in ("test.npz", "vocab.json", "classes.json"):  # the clean test split and the main vocabulary
-            shutil.copy2(main.tokenized(dataset) / name, staged / name)
-        write_json(staged / "noise_training.json", stats)
-        replace_directory(staged, variant.tokenized(dataset))
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
-
-    staged = staging_directory(variant.noisy(dataset, settings.noise_model))
-    try:
-        shutil.rmtree(staged)
-        shutil.copytree(noisy_dir, staged)
-        replace_directory(staged, variant.noisy(dataset, settings.noise_model))
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
-    return stats
+def corrupt_split(
+    clean: EncodedSplit,
+    documents: Sequence[Document],
+    level: float,
+    model: NoiseModel,
+    char_vocabulary: CharVocabulary,
+    seed: int,
+    vocabulary: Vocabulary,
+    lowercase: bool,
+    max_length: int,
+    split_file: str | Path = "split",
+    raw_file: str | Path = "raw documents",
+) -> tuple[EncodedSplit, dict[str, Any]]:
+    """``clean`` re-encoded from its raw ``documents`` (rows ``clean.source_rows``) corrupted once at
+    ``level``: same rows, labels and order, the given vocabulary; plus the corruption stats."""
+    rows = [int(r) for r in clean.source_rows]
+    if rows and max(rows) >= len(documents):
+        raise DataError(f"{split_file}: source rows outside {raw_file}; re-run tokenize")
+    originals = [document_text(documents[r].title, documents[r].text) for r in rows]
+    texts = [corrupt_text(text, level, model, char_vocabulary, seed, r) for text, r in zip(originals, rows)]
+    ids, lengths, counts = encode_noisy(originals, texts, vocabulary, lowercase, max_length)
+    stats = {
+        "documents": len(rows),
+        "char_change_rate": counts.char_change_rate,
+        "oov_rate": counts.oov_rate,
+        "empty_after_cleaning": counts.empty,
+    }
+    return EncodedSplit(ids, lengths, clean.labels, clean.source_rows), stats

@@ -1,20 +1,51 @@
-"""Where every stage reads and writes, relative to the project root (one place, used by stages and tests)."""
+"""Where every stage reads and writes, relative to the project root: the ONE place output paths are
+built (stages, reports, plots, benchmarks and tests all ask this object)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+# The noise-trained variant (paper section 7, Figure 16) is a project tree of its own, laid out like
+# the main one, so the same stage scripts run on it with ``--root variants/noise_trained``.
+VARIANT_ROOT = Path("variants") / "noise_trained"
+
 
 @dataclass(frozen=True)
 class ProjectPaths:
     root: Path
+
+    # ---------------------------------------------------------------------------------------------
+    # Data: download, tokenize, noisy test sets, calibration sets
+    # ---------------------------------------------------------------------------------------------
 
     def raw(self, dataset: str) -> Path:
         return self.root / "data" / "raw" / dataset
 
     def tokenized(self, dataset: str) -> Path:
         return self.root / "data" / "tokenized" / dataset
+
+    def tokenize_metrics(self, dataset: str) -> Path:
+        return self.root / "metrics" / "tokenize" / f"{dataset}.json"
+
+    def noisy(self, dataset: str, noise_model: str) -> Path:
+        return self.root / "data" / "noisy" / dataset / noise_model
+
+    def noisy_stats(self, dataset: str, noise_model: str) -> Path:
+        return self.root / "metrics" / "noisy_test" / dataset / f"{noise_model}.json"
+
+    def calibration_sets(self, dataset: str, model_type: str) -> Path:
+        return self.root / "data" / "calibration" / dataset / model_type
+
+    def calibration_rows(self, dataset: str, model_type: str) -> Path:
+        return self.calibration_sets(dataset, model_type) / "rows.npz"
+
+    def calibration_summary(self, dataset: str, model_type: str) -> Path:
+        return self.calibration_sets(dataset, model_type) / "summary.json"
+
+    # ---------------------------------------------------------------------------------------------
+    # Float models
+    # ---------------------------------------------------------------------------------------------
 
     def float_model_dir(self, dataset: str, model_type: str) -> Path:
         return self.root / "models" / "float" / dataset / model_type
@@ -34,14 +65,73 @@ class ProjectPaths:
     def confusion(self, dataset: str, model_type: str) -> Path:
         return self.root / "plots" / "confusion" / dataset / f"{model_type}.csv"
 
-    def noisy(self, dataset: str, noise_model: str) -> Path:
-        return self.root / "data" / "noisy" / dataset / noise_model
+    def table1_csv(self) -> Path:
+        return self.root / "metrics" / "table1.csv"
 
-    def noisy_stats(self, dataset: str, noise_model: str) -> Path:
-        return self.root / "metrics" / "noisy_test" / dataset / f"{noise_model}.json"
+    def table1_md(self) -> Path:
+        return self.root / "metrics" / "table1.md"
 
     def float_noise_metrics(self, dataset: str, model_type: str, noise_model: str) -> Path:
         return self.root / "metrics" / "noise" / "float" / dataset / model_type / f"{noise_model}.json"
 
     def float_noise_curve(self, dataset: str, model_type: str, noise_model: str) -> Path:
         return self.root / "plots" / "noise" / "float" / dataset / model_type / f"{noise_model}.csv"
+
+    # ---------------------------------------------------------------------------------------------
+    # PTQ grid
+    # ---------------------------------------------------------------------------------------------
+
+    def quantized(self, dataset: str, model_type: str, bit_width: int) -> Path:
+        """The quantized model before calibration (output of ``quantize``)."""
+        return self.root / "models" / "quantized" / dataset / model_type / f"w{bit_width}" / "model.pt"
+
+    def activation_ranges(self, dataset: str, model_type: str, scheme: str) -> Path:
+        """Calibrated activation ranges of one scheme, shared by every bit width (output of ``activation_ranges``)."""
+        return self.root / "models" / "activation_ranges" / dataset / model_type / scheme
+
+    def activation_ranges_file(self, dataset: str, model_type: str, scheme: str) -> Path:
+        return self.activation_ranges(dataset, model_type, scheme) / "ranges.npz"
+
+    def activation_ranges_summary(self, dataset: str, model_type: str, scheme: str) -> Path:
+        return self.activation_ranges(dataset, model_type, scheme) / "summary.json"
+
+    def calibrated(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
+        return self.root / "models" / "calibrated" / dataset / model_type / f"w{bit_width}" / scheme / "model.pt"
+
+    def calibrate_metrics(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
+        return self.root / "metrics" / "calibrate" / dataset / model_type / f"w{bit_width}" / f"{scheme}.json"
+
+    def ptq_grid(self) -> Path:
+        return self.root / "metrics" / "ptq_grid.csv"
+
+    def ptq_plots(self) -> Path:
+        """Figures 6, 7, 8 and 11 (PNG and CSV series)."""
+        return self.root / "plots" / "ptq"
+
+    # ---------------------------------------------------------------------------------------------
+    # Noise on quantized models, the noise report and Figure 16
+    # ---------------------------------------------------------------------------------------------
+
+    def quantized_noise_metrics(self, dataset: str, model_type: str, bit_width: int, scheme: str, noise_model: str) -> Path:
+        return self.root / "metrics" / "noise" / "quantized" / dataset / model_type / f"w{bit_width}" / scheme / f"{noise_model}.json"
+
+    def noise_grid(self) -> Path:
+        return self.root / "metrics" / "noise_grid.csv"
+
+    def noise_plots(self) -> Path:
+        """Figures 9 and 10 (PNG and CSV series)."""
+        return self.root / "plots" / "noise" / "figures"
+
+    def summary(self) -> Path:
+        """The headline numbers, the project's only DVC metric (stage ``summary``)."""
+        return self.root / "metrics" / "summary.json"
+
+    def figure16_plots(self) -> Path:
+        return self.root / "plots" / "noise" / "figure16"
+
+    def figure16_metrics(self) -> Path:
+        return self.root / "metrics" / "figure16.json"
+
+    def noise_trained(self) -> "ProjectPaths":
+        """The noise-trained variant's tree (section 7)."""
+        return ProjectPaths(self.root / VARIANT_ROOT)

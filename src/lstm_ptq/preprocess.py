@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .artifacts import load_arrays, read_json, replace_directory, save_arrays, staging_directory, write_json
+from .artifacts import load_arrays, read_json, save_arrays, staged_output, write_json
 from .config import TokenizeParams
 from .datasets import Document, class_counts, dataset_spec, read_classes, read_release_csv
 from .errors import DataError
@@ -34,6 +33,19 @@ class EncodedSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, rows: np.ndarray) -> "EncodedSplit":
+        """The documents at positions ``rows`` (in that order), every array indexed alike."""
+        return EncodedSplit(self.tokens[rows], self.lengths[rows], self.labels[rows], self.source_rows[rows])
+
+
+def evenly_spaced(count: int, documents: int | None) -> np.ndarray:
+    """``documents`` positions spread evenly over ``range(count)``, first and last included (all of
+    them when ``documents`` is None or at least ``count``). Applied to rows in split order, the subset
+    keeps their composition (e.g. a calibration set's class mix) up to rounding."""
+    if documents is None or documents >= count:
+        return np.arange(count)
+    return np.linspace(0, count - 1, documents).round().astype(np.int64)
 
 
 def load_split(tokenized_dir: str | Path, split: str) -> EncodedSplit:
@@ -87,8 +99,7 @@ def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: Tokenize
     vocabulary = Vocabulary.build((train_tokens[i] for i in keep), params.max_vocab_size, params.min_freq)
 
     stats: dict[str, Any] = {"dataset": dataset, "vocab_size": len(vocabulary), "num_classes": spec.num_classes, "splits": {}, "skipped_empty_after_cleaning": {}}
-    staged = staging_directory(out_dir)
-    try:
+    with staged_output(out_dir) as staged:
         for split, (rows, all_tokens, all_labels) in parts.items():
             rows = np.array([r for r in rows if all_tokens[r]], dtype=np.int64)
             stats["skipped_empty_after_cleaning"][split] = int(len(parts[split][0]) - len(rows))
@@ -99,8 +110,4 @@ def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: Tokenize
             stats["splits"][split] = _split_stats(docs, lengths, unknown, kept, labels, spec.num_classes, params.max_length)
         write_json(staged / "vocab.json", list(vocabulary.tokens))
         write_json(staged / "classes.json", classes)
-        replace_directory(staged, out_dir)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
     return stats

@@ -21,14 +21,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .artifacts import atomic_write_bytes, write_csv, write_json
+from .artifacts import load_torch, save_torch
 from .config import get_seed, get_typed, section
 from .errors import ParamError
 from .evaluation import batch_tensors, evaluate, float_scorer, score_split
-from .datasets import DATASETS
-from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model, check_vocabulary_fits, save_state_dict
-from .paths import ProjectPaths
-from .preprocess import EncodedSplit, load_split, load_vocabulary
+from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model
+from .preprocess import EncodedSplit
 
 
 @dataclass(frozen=True)
@@ -127,11 +125,7 @@ def run_fingerprint(config: ModelConfig, params: TrainParams, data_files: list[P
 
 
 def _save_torch(path: Path, obj: Any) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_torch(path, obj)
 
 
 def _evaluate(model: nn.Module, split: EncodedSplit) -> tuple[float, float]:
@@ -139,10 +133,6 @@ def _evaluate(model: nn.Module, split: EncodedSplit) -> tuple[float, float]:
     result = evaluate(score_split(float_scorer(model), split), split.labels)
     model.train()
     return result.accuracy, float(result.true_label_loss.mean())
-
-
-def _subset(split: EncodedSplit, rows: np.ndarray) -> EncodedSplit:
-    return EncodedSplit(split.tokens[rows], split.lengths[rows], split.labels[rows], split.source_rows[rows])
 
 
 @dataclass
@@ -177,7 +167,7 @@ def train_model(
     elapsed, tokens_seen = 0.0, 0
 
     if resume_path is not None and resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        saved = load_torch(resume_path, "training resume state")
         if saved.get("fingerprint") == fingerprint:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -190,7 +180,7 @@ def train_model(
 
     rng = np.random.default_rng([params.seed, 0])
     accuracy_rows = np.sort(rng.permutation(len(train))[: params.train_accuracy_rows])
-    train_probe = _subset(train, accuracy_rows)
+    train_probe = train.subset(accuracy_rows)
     labels_all = torch.from_numpy(train.labels.astype(np.int64))
 
     model.train()
@@ -253,37 +243,3 @@ def train_model(
         tokens_per_second=tokens_seen / elapsed if elapsed > 0 else 0.0,
         resumed_from_epoch=resumed_from,
     )
-
-
-
-
-def train_stage(params: Mapping[str, Any], dataset: str, model_type: str, root: Path) -> dict[str, Any]:
-    paths = ProjectPaths(root)
-    tokenized = paths.tokenized(dataset)
-    vocabulary = load_vocabulary(tokenized)
-    train, valid = load_split(tokenized, "train"), load_split(tokenized, "valid")
-    config = model_config_from_params(params, model_type, len(vocabulary), DATASETS[dataset].num_classes)
-    train_params = TrainParams.from_params(params, model_type)
-    for name, split in (("train", train), ("valid", valid)):
-        check_vocabulary_fits(config, split, str(tokenized / f"{name}.npz"))
-    resume = paths.resume_state(dataset, model_type)
-    resume.parent.mkdir(parents=True, exist_ok=True)
-    fingerprint = run_fingerprint(config, train_params, [tokenized / "train.npz", tokenized / "valid.npz"])
-    result = train_model(config, train_params, train, valid, resume_path=resume, fingerprint=fingerprint)
-
-    model_dir = paths.float_model_dir(dataset, model_type)
-    write_json(model_dir / "config.json", config.to_dict())
-    save_state_dict(model_dir / "model.pt", result.state_dict)
-    write_csv(paths.train_curve(dataset, model_type), result.history, list(result.history[0]))
-    metrics = {
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "best_valid_accuracy": round(result.best_valid_accuracy, 6),
-        "train_rows": len(train),
-        "vocab_size": len(vocabulary),
-        "train_seconds": round(result.train_seconds, 1),
-        "tokens_per_second": round(result.tokens_per_second, 1),
-    }
-    write_json(paths.train_metrics(dataset, model_type), metrics)
-    resume.unlink(missing_ok=True)  # the finished model is the output now
-    return metrics

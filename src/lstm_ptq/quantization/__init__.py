@@ -1,0 +1,51 @@
+"""Post-training quantization of the two LSTM classifiers with Brevitas (paper sections 4.2 and 4.3.2).
+
+The PTQ flow of Figure 1 in three calls::
+
+    qmodel = quantize(float_model, QuantSpec(bit_width=4))  # 4.2.1: weights quantized, act quantizers inserted
+    calibrate(qmodel, batches)                               # 4.2.2: activation scales from unlabeled data
+    apply_gpfq(qmodel, batches, "gpfq")                      # 4.2.3: GPFQ on the final linear layer only
+
+``batches`` are label-free ``(tokens, lengths)`` pairs (section 4.3.2). How each Brevitas pitfall is
+handled, and which test checks it: docs/quantization.md.
+"""
+
+import os
+
+# TorchScript for Brevitas' quantizers: bit-identical scores, quantized passes ~1.6-1.9x faster
+# (scripts/bench_quant_cell.py --jit-compare). Read when Brevitas is imported; BREVITAS_JIT=0 opts out.
+os.environ.setdefault("BREVITAS_JIT", "1")
+
+from .activations import (  # noqa: E402
+    Batch,
+    activation_ranges,
+    activation_scales,
+    calibrate,
+    is_calibrated,
+    require_calibrated,
+    set_activation_ranges,
+    token_batches,
+)
+from .checkpoints import CHECKPOINT_FORMAT, load_quantized, quantized_state_dict, save_quantized  # noqa: E402
+from .modules import (  # noqa: E402
+    FlagAwareQuantLSTM,
+    QuantDiscriminativeLSTM,
+    QuantGenerativeLSTM,
+    QuantModel,
+    build_quant_model,
+    init_weight_scales,
+    quantize,
+    quantizers_disabled,
+)
+from .refine import FINAL_LAYER_ALGORITHMS, apply_gpfq, check_algorithm, final_layer_weight_scale  # noqa: E402
+from .scoring import discriminative_logits, label_losses, label_losses_per_label, quant_decoder_parts, quant_scorer  # noqa: E402
+from .spec import MAX_BIT_WIDTH, MIN_BIT_WIDTH, WEIGHT_SCALINGS, QuantSpec  # noqa: E402
+
+__all__ = [
+    "Batch", "CHECKPOINT_FORMAT", "FINAL_LAYER_ALGORITHMS", "FlagAwareQuantLSTM", "MAX_BIT_WIDTH", "MIN_BIT_WIDTH",
+    "QuantDiscriminativeLSTM", "QuantGenerativeLSTM", "QuantModel", "QuantSpec", "WEIGHT_SCALINGS",
+    "activation_ranges", "activation_scales", "apply_gpfq", "build_quant_model", "calibrate", "check_algorithm",
+    "discriminative_logits", "final_layer_weight_scale", "init_weight_scales", "is_calibrated", "label_losses",
+    "label_losses_per_label", "load_quantized", "quant_decoder_parts", "quant_scorer", "quantize", "quantized_state_dict",
+    "quantizers_disabled", "require_calibrated", "save_quantized", "set_activation_ranges", "token_batches",
+]

@@ -1,0 +1,86 @@
+"""Refinement of the final linear layer's quantized weights (section 4.2.3): GPFQ, or GPTQ / Qronos for comparison."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import torch
+from brevitas.graph.gpfq import GPFQ, gpfq_mode
+from brevitas.graph.gptq import gptq_mode
+from brevitas.graph.qronos import Qronos
+from brevitas.quant_tensor import _unpack_quant_tensor
+from torch import nn
+
+from ..errors import DataError, ParamError
+from .activations import Batch, FinalLayerDriver, require_calibrated
+
+if TYPE_CHECKING:
+    from .modules import QuantModel
+
+
+def _run_gpfq_family(driver: nn.Module, batches: list[Batch], mode: Callable[..., Any]) -> int:
+    with torch.no_grad(), mode(driver) as algorithm:
+        layers = algorithm.num_layers
+        for _ in range(layers):
+            for tokens, lengths in batches:
+                algorithm.model(tokens, lengths)
+            algorithm.update()
+    return layers
+
+
+FINAL_LAYER_ALGORITHMS: dict[str, Callable[..., Any] | None] = {
+    "none": None,
+    "gpfq": lambda m: gpfq_mode(m, use_quant_activations=True, act_order=False, algorithm_impl=GPFQ),
+    "qronos": lambda m: gpfq_mode(m, use_quant_activations=True, act_order=False, algorithm_impl=Qronos),
+    "gptq": lambda m: gptq_mode(m, use_quant_activations=True, act_order=False),
+}
+
+
+def check_algorithm(name: Any, where: str = "calibration.final_layer_algorithm") -> str:
+    if name not in FINAL_LAYER_ALGORITHMS:
+        raise ParamError(f"{where}: unknown algorithm {name!r}; expected one of {list(FINAL_LAYER_ALGORITHMS)}")
+    return name
+
+
+def final_layer_weight_scale(model: QuantModel) -> float:
+    return float(model.final_layer.quant_weight().scale.detach())
+
+
+def apply_gpfq(model: QuantModel, batches: Iterable[Batch], algorithm: str = "gpfq") -> dict[str, Any]:
+    """Refine the final linear layer's quantized weights on the calibration batches (section 4.3.2).
+
+    GPFQ minimises ||X w - X~ q||^2 (equation 22) with X the FLOAT model's layer input and X~ the
+    quantized model's; the LSTM is never touched. The weight scale stays at its value from
+    :func:`quantize`. Returns before/after figures of the final layer.
+    """
+    check_algorithm(algorithm)
+    require_calibrated(model)
+    if model.final_layer_algorithm != "none":
+        raise DataError(f"the final layer was already refined with {model.final_layer_algorithm}")
+    batches = list(batches)
+    if not batches and algorithm != "none":
+        raise DataError("GPFQ calibration set is empty")
+    layer = model.final_layer
+    with torch.no_grad():
+        before = _unpack_quant_tensor(layer.quant_weight()).clone()
+    scale_before = final_layer_weight_scale(model)
+    start = time.perf_counter()
+    mode = FINAL_LAYER_ALGORITHMS[algorithm]
+    if mode is not None:
+        layers = _run_gpfq_family(FinalLayerDriver(model).eval(), batches, mode)
+        if layers != 1:
+            raise RuntimeError(f"{algorithm} found {layers} layers to refine; expected the final linear layer alone")
+    model.final_layer_algorithm = algorithm
+    with torch.no_grad():
+        after = _unpack_quant_tensor(layer.quant_weight())
+    scale_after = final_layer_weight_scale(model)
+    if scale_after != scale_before:
+        raise RuntimeError(f"the final layer's weight scale moved during {algorithm}: {scale_before} -> {scale_after}")
+    return {
+        "algorithm": algorithm,
+        "seconds": round(time.perf_counter() - start, 3),
+        "weight_scale": scale_before,
+        "changed_weight_fraction": float((after != before).float().mean()),
+        "max_abs_float_weight": float(layer.weight.detach().abs().max()),
+    }

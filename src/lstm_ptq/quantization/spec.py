@@ -1,0 +1,78 @@
+"""How a cell is quantized (sections 4.2.1, 4.3.2): the bit width and the scale statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from brevitas.core.stats import StatsOp
+
+from ..config import get_typed, section
+from ..errors import ParamError
+
+MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16
+
+# Symmetric per-tensor weight statistic (section 4.2.1): "minmax" is max|W| (equation 17 for a
+# symmetric range), "percentile" the weight_high_percentile-th percentile of |W|.
+WEIGHT_SCALINGS: dict[str, StatsOp] = {"minmax": StatsOp.MAX, "percentile": StatsOp.PERCENTILE}
+
+
+def _check_bit_width(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParamError(f"{where}: {value!r} is not an integer bit width")
+    if not MIN_BIT_WIDTH <= int(value) <= MAX_BIT_WIDTH:
+        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
+    return int(value)
+
+
+def _check_percentile(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(f"{where}: {value!r} is not a number")
+    if not 50.0 < float(value) <= 100.0:
+        raise ParamError(f"{where}: {value!r} is not a high percentile in (50, 100]")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one cell is quantized: the stage's bit width for weights AND activations (section 4.3.2)."""
+
+    bit_width: int
+    act_high_percentile: float = 99.99  # activation range: percentile of |a| (section 4.3.2)
+    weight_scaling: str = "minmax"  # "minmax" | "percentile" (section 4.2.1)
+    weight_high_percentile: float = 99.99  # used when weight_scaling == "percentile"
+    act_narrow_range: bool = True  # signed activations on -(2^(b-1)-1) .. 2^(b-1)-1
+    cell_state_bit_width: int | None = None  # None: the stage bit width
+
+    def __post_init__(self) -> None:
+        where = "quantization"
+        object.__setattr__(self, "bit_width", _check_bit_width(self.bit_width, f"{where}.bit_width"))
+        object.__setattr__(self, "act_high_percentile", _check_percentile(self.act_high_percentile, f"{where}.act_high_percentile"))
+        object.__setattr__(self, "weight_high_percentile", _check_percentile(self.weight_high_percentile, f"{where}.weight_high_percentile"))
+        if self.weight_scaling not in WEIGHT_SCALINGS:
+            raise ParamError(f"{where}.weight_scaling: unknown scaling {self.weight_scaling!r}; expected one of {list(WEIGHT_SCALINGS)}")
+        if not isinstance(self.act_narrow_range, bool):
+            raise ParamError(f"{where}.act_narrow_range: {self.act_narrow_range!r} is not a bool")
+        if self.cell_state_bit_width is not None:
+            object.__setattr__(self, "cell_state_bit_width", _check_bit_width(self.cell_state_bit_width, f"{where}.cell_state_bit_width"))
+
+    @property
+    def cell_state_bits(self) -> int:
+        return self.bit_width if self.cell_state_bit_width is None else self.cell_state_bit_width
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], bit_width: Any) -> "QuantSpec":
+        """Read the ``quantization`` section; ``bit_width`` is the stage's matrix item."""
+        where = "quantization"
+        node = section(params, where)
+        optional: dict[str, Any] = {}
+        for name, kind in (("act_high_percentile", float), ("weight_scaling", str), ("weight_high_percentile", float), ("act_narrow_range", bool)):
+            if name in node:
+                optional[name] = get_typed(node, name, kind, where)
+        if node.get("cell_state_bit_width") is not None:
+            optional["cell_state_bit_width"] = node["cell_state_bit_width"]
+        return cls(bit_width=bit_width, **optional)

@@ -1,0 +1,614 @@
+"""params.yaml, parsed once at the stage boundary into frozen, validated settings: one class per section.
+
+:func:`load_params` checks the whole file against :data:`SCHEMA` before any stage reads it: an unknown
+or misspelt key is an error naming the key and the closest valid one. Each ``from_params`` reads only
+the keys its section's consumers need and names the dotted key in every error, e.g.
+``tokenize.max_length: -3 must be >= 2``. dvc.yaml declares, per stage, exactly the keys its
+``read_settings`` reads (``scripts/generate_dvc_yaml.py`` derives them with :class:`ReadRecorder`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+from .datasets import DATASETS
+from .errors import ParamError
+
+SOURCES = ("bundled", "remote")
+MODEL_TYPE_NAMES = ("discriminative", "generative")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# --------------------------------------------------------------------------------------------------
+# The shape of params.yaml
+# --------------------------------------------------------------------------------------------------
+
+DATASET_KEY = "<dataset>"  # a key that stands for every dataset name
+MODEL_TYPE_KEY = "<model_type>"  # a key that stands for every model type name
+_TRAIN_KEYS = ("batch_size", "learning_rate", "max_epochs", "patience", "grad_clip", "num_threads", "bucket_batches", "train_accuracy_rows")
+
+# Every valid key; a nested dict is a section, None a value.
+SCHEMA: dict[str, Any] = {
+    "seed": None,
+    "grid": dict.fromkeys(
+        (
+            "datasets",
+            "model_types",
+            "bit_widths",
+            "calibration_schemes",
+            "noise_models",
+            "noise_quantized_schemes",
+            "noise_quantized_noise_models",
+            "noise_trained_datasets",
+        )
+    ),
+    "download": {
+        DATASET_KEY: {
+            "source": None,
+            "bundled_extra_train": None,
+            "bundled_test_fraction": None,
+            "remote": dict.fromkeys(("url", "sha256", "timeout_s")),
+        }
+    },
+    "tokenize": dict.fromkeys(("lowercase", "max_vocab_size", "min_freq", "max_length", "valid_fraction")),
+    "model": dict.fromkeys(("embedding_dim", "hidden_size", "num_layers", "label_embedding_dim")),
+    "train": {**dict.fromkeys(_TRAIN_KEYS), MODEL_TYPE_KEY: dict.fromkeys(_TRAIN_KEYS)},
+    "evaluate": dict.fromkeys(("batch_size", "use_log_prior")),
+    "noise": dict.fromkeys(("levels",)),
+    "quantization": dict.fromkeys(("act_high_percentile", "weight_scaling", "weight_high_percentile", "act_narrow_range", "cell_state_bit_width")),
+    "calibration": dict.fromkeys(("fraction", "final_layer_algorithm", "batch_size", "gpfq_batch_size", "gpfq_documents", "error_batches")),
+    "noise_quantized": dict.fromkeys(("test_documents",)),
+    "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
+}
+_WILDCARDS = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else f"; expected one of {valid}"
+
+
+def validate_params(params: Any, schema: Mapping[str, Any] = SCHEMA, where: str = "") -> None:
+    """Every key of ``params`` is in ``schema``: an unknown one is a :class:`ParamError` naming it."""
+    if not isinstance(params, Mapping):
+        raise ParamError(f"{where or 'params.yaml'}: {params!r} is not a mapping of keys")
+    for key, value in params.items():
+        name = f"{where}.{key}" if where else str(key)
+        sub = schema.get(key, "unknown") if isinstance(key, str) else "unknown"
+        if sub == "unknown":
+            wildcard = next((w for w, names in _WILDCARDS.items() if w in schema and key in names), None)
+            if wildcard is None:
+                valid = [k for k in schema if k not in _WILDCARDS] + [n for w, names in _WILDCARDS.items() if w in schema for n in names]
+                raise ParamError(f"{name}: unknown key{_closest(str(key), valid)}")
+            sub = schema[wildcard]
+        if isinstance(sub, dict):
+            if value is None:  # an empty section, e.g. `train.discriminative:` with no overrides
+                continue
+            validate_params(value, sub, name)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The parameter file, validated as a whole against :data:`SCHEMA`."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamError(f"{path}: parameter file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ParamError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        validate_params(params)
+    except ParamError as exc:
+        raise ParamError(f"{path}: {exc}") from None
+    return params
+
+
+# --------------------------------------------------------------------------------------------------
+# Which keys a stage reads
+# --------------------------------------------------------------------------------------------------
+
+
+class ReadRecorder(Mapping[str, Any]):
+    """A read-only view of params that records the dotted keys read through it.
+
+    Reading a value, or testing that it is there, records its key; iterating a section or asking for a
+    missing key records the whole section (its keys decide the result). ``reads`` is shared by the
+    views of nested sections.
+    """
+
+    def __init__(self, node: Mapping[str, Any], where: str = "", reads: set[str] | None = None) -> None:
+        self._node, self._where = node, where
+        self.reads: set[str] = set() if reads is None else reads
+
+    def _path(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def _whole(self) -> None:
+        if self._where:
+            self.reads.add(self._where)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._node:
+            self._whole()
+            raise KeyError(key)
+        value = self._node[key]
+        if isinstance(value, Mapping):
+            return ReadRecorder(value, self._path(key), self.reads)
+        self.reads.add(self._path(key))
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        if key not in self._node:
+            self._whole()  # adding the key would change the answer
+            return False
+        if not isinstance(self._node[key], Mapping):  # a section is recorded by what is read from it
+            self.reads.add(self._path(str(key)))
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        self._whole()
+        return iter(self._node)
+
+    def __len__(self) -> int:
+        self._whole()
+        return len(self._node)
+
+
+def minimal_reads(reads: set[str]) -> list[str]:
+    """The recorded keys without those inside a section that was read whole, sorted."""
+    return sorted(k for k in reads if not any(k.startswith(other + ".") for other in reads))
+
+
+# --------------------------------------------------------------------------------------------------
+# Typed access
+# --------------------------------------------------------------------------------------------------
+
+
+def section(params: Mapping[str, Any], key: str) -> Any:
+    """Look up a dotted key, naming the first missing part."""
+    node: Any = params
+    walked = []
+    for part in key.split("."):
+        walked.append(part)
+        if not isinstance(node, Mapping) or part not in node:
+            raise ParamError(f"{'.'.join(walked)}: missing from params.yaml")
+        node = node[part]
+    return node
+
+
+def get_typed(node: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``node[key]`` checked against ``kind``; ``where`` is the dotted path of ``node`` ("" at the top level)."""
+    name = f"{where}.{key}" if where else key
+    if not isinstance(node, Mapping) or key not in node:
+        raise ParamError(f"{name}: missing from params.yaml")
+    value = node[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ParamError(f"{name}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kinds):
+        raise ParamError(f"{name}: {value!r} is not a {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+def _optional_int(node: Mapping[str, Any], key: str, where: str, what: str) -> int | None:
+    """An int >= 1 or null (``what`` says what null means)."""
+    value = get_typed(node, key, (int, type(None)), where)
+    if value is not None and value < 1:
+        raise ParamError(f"{where}.{key}: {value} must be >= 1, or null for {what}")
+    return value
+
+
+def _positive(value: int | float, name: str, *, strict_int: bool = True) -> Any:
+    if (value < 1) if strict_int else not (value > 0 and math.isfinite(value)):
+        raise ParamError(f"{name}: {value!r} must be {'>= 1' if strict_int else 'a finite number > 0'}")
+    return value
+
+
+def get_seed(params: Mapping[str, Any]) -> int:
+    """The top-level ``seed``; numpy's generators refuse negative seeds."""
+    seed = get_typed(params, "seed", int, "")
+    if seed < 0:
+        raise ParamError(f"seed: {seed} must be >= 0")
+    return seed
+
+
+def check_dataset(name: str, where: str = "dataset") -> str:
+    if name not in DATASETS:
+        raise ParamError(f"{where}: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return name
+
+
+def check_model_type(name: str, where: str = "model_type") -> str:
+    if name not in MODEL_TYPE_NAMES:
+        raise ParamError(f"{where}: unknown model {name!r}; expected one of {list(MODEL_TYPE_NAMES)}")
+    return name
+
+
+def check_fraction(value: float, where: str, *, allow_one: bool = False) -> float:
+    upper_ok = value <= 1.0 if allow_one else value < 1.0
+    if not (value > 0.0 and upper_ok):
+        bound = "(0, 1]" if allow_one else "(0, 1)"
+        raise ParamError(f"{where}: {value!r} is not in {bound}")
+    return value
+
+
+def _name_list(node: Mapping[str, Any], key: str, where: str, check: Any) -> tuple[str, ...]:
+    """A non-empty list of distinct names, each passed through ``check(name, where_of_item)``."""
+    values = get_typed(node, key, list, where)
+    if not values:
+        raise ParamError(f"{where}.{key}: empty; expected at least one entry")
+    names = tuple(check(v, f"{where}.{key}[{i}]") for i, v in enumerate(values))
+    if len(set(names)) != len(names):
+        raise ParamError(f"{where}.{key}: {list(values)!r} repeats an entry")
+    return names
+
+
+def _check_bit_width(value: Any, where: str) -> int:
+    from .quantization.spec import MAX_BIT_WIDTH, MIN_BIT_WIDTH
+
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(f"{where}: {value!r} is not an integer bit width")
+    if not MIN_BIT_WIDTH <= value <= MAX_BIT_WIDTH:
+        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
+    return value
+
+
+def _check_scheme(name: Any, where: str) -> str:
+    from .calibration import check_scheme
+
+    if not isinstance(name, str):
+        raise ParamError(f"{where}: {name!r} is not a calibration scheme name")
+    try:
+        return check_scheme(name)
+    except ParamError as exc:
+        raise ParamError(f"{where}: {exc}") from None
+
+
+def _check_noise_model(name: Any, where: str) -> str:
+    from .noise import noise_model
+
+    return noise_model(name, where).name
+
+
+# --------------------------------------------------------------------------------------------------
+# The sections
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """The ``grid`` section: the study's axes (dvc.yaml's matrix stages fan out over them)."""
+
+    datasets: tuple[str, ...]
+    model_types: tuple[str, ...]
+    bit_widths: tuple[int, ...]
+    calibration_schemes: tuple[str, ...]
+    noise_models: tuple[str, ...]
+    noise_quantized_schemes: tuple[str, ...]
+    noise_quantized_noise_models: tuple[str, ...]
+    noise_trained_datasets: tuple[str, ...]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "GridSettings":
+        where = "grid"
+        node = section(params, where)
+        out = cls(
+            datasets=_name_list(node, "datasets", where, check_dataset),
+            model_types=_name_list(node, "model_types", where, check_model_type),
+            bit_widths=_name_list(node, "bit_widths", where, _check_bit_width),
+            calibration_schemes=_name_list(node, "calibration_schemes", where, _check_scheme),
+            noise_models=_name_list(node, "noise_models", where, _check_noise_model),
+            noise_quantized_schemes=_name_list(node, "noise_quantized_schemes", where, _check_scheme),
+            noise_quantized_noise_models=_name_list(node, "noise_quantized_noise_models", where, _check_noise_model),
+            noise_trained_datasets=_name_list(node, "noise_trained_datasets", where, check_dataset),
+        )
+        for key, values, within, what in (
+            ("noise_quantized_schemes", out.noise_quantized_schemes, out.calibration_schemes, "calibration_schemes, so it has no calibrated models"),
+            ("noise_quantized_noise_models", out.noise_quantized_noise_models, out.noise_models, "noise_models, so it has no noisy test sets"),
+            ("noise_trained_datasets", out.noise_trained_datasets, out.datasets, "datasets, so it has no clean-trained model to compare with"),
+        ):
+            for i, value in enumerate(values):
+                if value not in within:
+                    raise ParamError(f"{where}.{key}[{i}]: {value!r} is not in {where}.{what}")
+        return out
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    url: str
+    sha256: str
+    timeout_s: float
+
+    @classmethod
+    def from_params(cls, node: Mapping[str, Any], where: str) -> "RemoteSource":
+        url = get_typed(node, "url", str, where)
+        if not re.match(r"^(https?|file)://", url):
+            raise ParamError(f"{where}.url: {url!r} is not an http(s):// or file:// URL")
+        sha256 = get_typed(node, "sha256", str, where).lower()
+        if not _SHA256.fullmatch(sha256):
+            raise ParamError(f"{where}.sha256: {sha256!r} is not 64 hexadecimal digits")
+        timeout = get_typed(node, "timeout_s", float, where)
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ParamError(f"{where}.timeout_s: {timeout!r} must be a finite number > 0")
+        return cls(url, sha256, timeout)
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """``download.<dataset>`` plus the top-level ``seed`` (the bundled DBPedia test split is drawn with it)."""
+
+    dataset: str
+    source: str
+    remote: RemoteSource | None
+    bundled_test_fraction: float | None
+    seed: int
+    bundled_extra_train: bool = False  # append the bundled title-less extra training rows (data/bundled/PROVENANCE.md)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], dataset: str) -> "DownloadSettings":
+        check_dataset(dataset)
+        where = f"download.{dataset}"
+        node = section(params, where)
+        present = set(node)  # optional keys: the stage depends on the whole section
+        source = get_typed(node, "source", str, where)
+        if source not in SOURCES:
+            raise ParamError(f"{where}.source: unknown source {source!r}; expected one of {list(SOURCES)}")
+        remote = RemoteSource.from_params(section(params, f"{where}.remote"), f"{where}.remote") if source == "remote" else None
+        test_fraction = None
+        if "bundled_test_fraction" in present:
+            test_fraction = check_fraction(get_typed(node, "bundled_test_fraction", float, where), f"{where}.bundled_test_fraction")
+        extra = get_typed(node, "bundled_extra_train", bool, where) if "bundled_extra_train" in present else False
+        return cls(dataset, source, remote, test_fraction, get_seed(params), extra)
+
+
+@dataclass(frozen=True)
+class TokenizeSettings:
+    lowercase: bool
+    max_vocab_size: int
+    min_freq: int
+    max_length: int
+    valid_fraction: float
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TokenizeSettings":
+        where = "tokenize"
+        node = section(params, where)
+        out = cls(
+            lowercase=get_typed(node, "lowercase", bool, where),
+            max_vocab_size=get_typed(node, "max_vocab_size", int, where),
+            min_freq=get_typed(node, "min_freq", int, where),
+            max_length=get_typed(node, "max_length", int, where),
+            valid_fraction=check_fraction(get_typed(node, "valid_fraction", float, where), f"{where}.valid_fraction"),
+            seed=get_seed(params),
+        )
+        if out.max_vocab_size <= 4:
+            raise ParamError(f"{where}.max_vocab_size: {out.max_vocab_size} must be > 4 (the special tokens)")
+        if out.min_freq < 1:
+            raise ParamError(f"{where}.min_freq: {out.min_freq} must be >= 1")
+        if out.max_length < 2:
+            raise ParamError(f"{where}.max_length: {out.max_length} must be >= 2")
+        return out
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """The two ``tokenize`` keys that noisy text needs to go through the clean text's pipeline."""
+
+    lowercase: bool
+    max_length: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TextSettings":
+        node = section(params, "tokenize")
+        max_length = get_typed(node, "max_length", int, "tokenize")
+        if max_length < 2:
+            raise ParamError(f"tokenize.max_length: {max_length} must be >= 2")
+        return cls(get_typed(node, "lowercase", bool, "tokenize"), max_length)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The ``model`` section (paper section 4.3.1): the layer sizes of both classifiers."""
+
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    label_embedding_dim: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "ModelSettings":
+        where = "model"
+        node = section(params, where)
+        return cls(*(_positive(get_typed(node, key, int, where), f"{where}.{key}") for key in ("embedding_dim", "hidden_size", "num_layers", "label_embedding_dim")))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The ``train`` section with the ``train.<model_type>`` overrides applied, plus the top-level ``seed``."""
+
+    batch_size: int
+    learning_rate: float
+    max_epochs: int
+    patience: int
+    grad_clip: float
+    seed: int
+    num_threads: int
+    bucket_batches: int  # batches per length bucket (1 = plain shuffling)
+    train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], model_type: str) -> "TrainSettings":
+        check_model_type(model_type)
+        node = section(params, "train")
+        override = node.get(model_type) or {}
+        if not isinstance(override, Mapping):
+            raise ParamError(f"train.{model_type}: {override!r} is not a mapping of per-model overrides")
+        overridden = set(override)  # read whole: adding an override key changes the stage
+
+        def where(key: str) -> str:
+            return f"train.{model_type}.{key}" if key in overridden else f"train.{key}"
+
+        values = {}
+        for key in _TRAIN_KEYS:  # every shared key is read, overridden or not, so the stage's keys never depend on values
+            kind = float if key in ("learning_rate", "grad_clip") else int
+            values[key] = get_typed(node, key, kind, "train")
+            if key in overridden:  # an overridden key is reported under its own path, e.g. train.generative.max_epochs
+                values[key] = get_typed(override, key, kind, f"train.{model_type}")
+        out = cls(seed=get_seed(params), **values)
+        for name in ("batch_size", "max_epochs", "patience", "num_threads", "bucket_batches"):
+            if getattr(out, name) < 1:
+                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be >= 1")
+        for name in ("learning_rate", "grad_clip"):
+            if getattr(out, name) <= 0:
+                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be > 0")
+        if out.train_accuracy_rows < 0:
+            raise ParamError(f"{where('train_accuracy_rows')}: {out.train_accuracy_rows} must be >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    batch_size: int
+    use_log_prior: bool = False  # equation 14 (False) or equation 6 with the training label prior (True)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, with_prior: bool = False) -> "EvaluateSettings":
+        """``with_prior``: also read ``use_log_prior`` (only the float evaluation applies it)."""
+        where = "evaluate"
+        node = section(params, where)
+        batch_size = _positive(get_typed(node, "batch_size", int, where), f"{where}.batch_size")
+        return cls(batch_size, get_typed(node, "use_log_prior", bool, where) if with_prior else False)
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """The ``noise`` section (section 4.3.3): the epsilon levels every noise curve is measured at, plus
+    the top-level ``seed`` that draws the corruption."""
+
+    levels: tuple[float, ...]
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "NoiseSettings":
+        from .noise import check_noise_levels
+
+        where = "noise"
+        node = section(params, where)
+        return cls(check_noise_levels(get_typed(node, "levels", list, where), f"{where}.levels"), get_seed(params))
+
+
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """The ``quantization`` section (sections 4.2.1, 4.3.2): everything of a cell's quantizers but its bit width."""
+
+    act_high_percentile: float
+    weight_scaling: str
+    weight_high_percentile: float
+    act_narrow_range: bool
+    cell_state_bit_width: int | None  # None: the cell's bit width
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "QuantizationSettings":
+        where = "quantization"
+        node = section(params, where)
+        cell_state = get_typed(node, "cell_state_bit_width", (int, type(None)), where)
+        out = cls(
+            act_high_percentile=get_typed(node, "act_high_percentile", float, where),
+            weight_scaling=get_typed(node, "weight_scaling", str, where),
+            weight_high_percentile=get_typed(node, "weight_high_percentile", float, where),
+            act_narrow_range=get_typed(node, "act_narrow_range", bool, where),
+            cell_state_bit_width=None if cell_state is None else _check_bit_width(cell_state, f"{where}.cell_state_bit_width"),
+        )
+        out.spec(8)  # the spec validates every value, naming its key
+        return out
+
+    def spec(self, bit_width: int):  # -> QuantSpec; Brevitas is imported only by the stages that quantize
+        from .quantization.spec import QuantSpec
+
+        return QuantSpec(
+            bit_width=bit_width,
+            act_high_percentile=self.act_high_percentile,
+            weight_scaling=self.weight_scaling,
+            weight_high_percentile=self.weight_high_percentile,
+            act_narrow_range=self.act_narrow_range,
+            cell_state_bit_width=self.cell_state_bit_width,
+        )
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """The ``calibration`` section (sections 4.2.2, 4.2.3, 5.3, 5.4, 6.1)."""
+
+    fraction: float
+    final_layer_algorithm: str
+    batch_size: int
+    gpfq_batch_size: int
+    gpfq_documents: int | None  # None: GPFQ on the whole calibration set (the paper)
+    error_batches: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "CalibrationSettings":
+        from .quantization.refine import check_algorithm
+
+        where = "calibration"
+        node = section(params, where)
+        out = cls(
+            fraction=check_fraction(get_typed(node, "fraction", float, where), f"{where}.fraction", allow_one=True),
+            final_layer_algorithm=check_algorithm(get_typed(node, "final_layer_algorithm", str, where), f"{where}.final_layer_algorithm"),
+            batch_size=_positive(get_typed(node, "batch_size", int, where), f"{where}.batch_size"),
+            gpfq_batch_size=_positive(get_typed(node, "gpfq_batch_size", int, where), f"{where}.gpfq_batch_size"),
+            gpfq_documents=_optional_int(node, "gpfq_documents", where, "the whole calibration set"),
+            error_batches=get_typed(node, "error_batches", int, where),
+        )
+        if out.error_batches < 0:
+            raise ParamError(f"{where}.error_batches: {out.error_batches} must be >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class NoiseQuantizedSettings:
+    """The ``noise_quantized`` section (Figure 10): how many evenly spaced test documents each calibrated
+    cell is scored on at every noise level (the same documents at every level); None = the whole split."""
+
+    test_documents: int | None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "NoiseQuantizedSettings":
+        return cls(_optional_int(section(params, "noise_quantized"), "test_documents", "noise_quantized", "the whole test split"))
+
+
+@dataclass(frozen=True)
+class NoiseTrainingSettings:
+    """The ``noise_training`` section (section 7, Figure 16): the noise model and level the generative model
+    is trained with and, for Figure 16 only, its test noise level (one of ``noise.levels``)."""
+
+    noise_model: str
+    level: float
+    eval_level: float | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, with_eval_level: bool = False) -> "NoiseTrainingSettings":
+        from .noise import check_noise_level
+
+        where = "noise_training"
+        node = section(params, where)
+        name = _check_noise_model(get_typed(node, "noise_model", str, where), f"{where}.noise_model")
+        level = check_noise_level(get_typed(node, "level", (int, float), where), f"{where}.level")
+        if not with_eval_level:
+            return cls(name, level)
+        eval_level = check_noise_level(get_typed(node, "eval_level", (int, float), where), f"{where}.eval_level")
+        levels = NoiseSettings.from_params(params).levels
+        if eval_level not in levels:
+            raise ParamError(f"{where}.eval_level: {eval_level} is not in noise.levels {list(levels)!r}")
+        return cls(name, level, eval_level)

@@ -1,0 +1,116 @@
+"""The helpers every stage shares: staged directory outputs, CSV frames, split subsets, evenly spaced
+subsets, the calibration scheme registry, and the one paths object."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_ptq.artifacts import staged_output, write_frame
+from lstm_ptq.calibration import SCHEMES, CalibrationContext, Scheme, needs_predictions, select_calibration_rows
+from lstm_ptq.datasets import DATASETS
+from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
+from lstm_ptq.preprocess import EncodedSplit, evenly_spaced
+
+
+def test_staged_output_replaces_the_directory_on_success(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with staged_output(final) as staged:
+        assert staged.is_dir() and staged.parent == tmp_path and staged != final
+        (staged / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or backup left behind
+
+
+def test_staged_output_keeps_the_previous_output_when_the_body_raises(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="half way"):
+        with staged_output(final) as staged:
+            (staged / "partial.txt").write_text("partial")
+            raise RuntimeError("half way")
+    assert sorted(p.name for p in final.iterdir()) == ["old.txt"] and (final / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staged_output_creates_a_missing_output(tmp_path: Path) -> None:
+    final = tmp_path / "a" / "b"
+    with staged_output(final) as staged:
+        (staged / "x").write_text("x")
+    assert (final / "x").read_text() == "x"
+
+
+def _dictwriter(rows: list[dict], fieldnames: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def test_write_frame_writes_what_the_csv_module_wrote(tmp_path: Path) -> None:
+    """Object frames keep every value as written by csv.DictWriter: None empty, floats as repr,
+    ints as ints even beside missing values, quoting where needed."""
+    rows = [
+        {"dataset": "ag_news", "bit_width": 8, "accuracy": 0.8125, "error": None, "tiny": 1e-05, "name": "Sci/Tech, \"quoted\"", "flag": True},
+        {"dataset": "dbpedia", "bit_width": 3, "accuracy": 1.0, "error": 0.1 + 0.2, "tiny": None, "name": "plain", "flag": False},
+        {"dataset": "dbpedia", "bit_width": None, "accuracy": 0.333333, "error": 12345678.9, "tiny": 2.5e-10, "name": "", "flag": None},
+    ]
+    columns = list(rows[0])
+    write_frame(tmp_path / "frame.csv", pd.DataFrame(rows, columns=columns, dtype=object))
+    assert (tmp_path / "frame.csv").read_text(encoding="utf-8") == _dictwriter(rows, columns)
+
+
+def test_evenly_spaced_on_known_inputs() -> None:
+    assert evenly_spaced(10, 4).tolist() == [0, 3, 6, 9]
+    assert evenly_spaced(5, 2).tolist() == [0, 4]
+    assert evenly_spaced(7, 1).tolist() == [0]
+    assert evenly_spaced(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert evenly_spaced(5, 5).tolist() == evenly_spaced(5, 99).tolist() == [0, 1, 2, 3, 4]
+    assert evenly_spaced(0, 3).tolist() == []
+    assert evenly_spaced(10, 4).dtype == np.int64
+
+
+def test_split_subset_indexes_every_array_alike() -> None:
+    split = EncodedSplit(np.arange(12, dtype=np.int32).reshape(4, 3), np.array([3, 2, 1, 3], dtype=np.int32), np.array([0, 1, 2, 3]), np.array([10, 11, 12, 13], dtype=np.int32))
+    part = split.subset(np.array([3, 1]))
+    assert part.tokens.tolist() == [[9, 10, 11], [3, 4, 5]] and part.lengths.tolist() == [3, 2]
+    assert part.labels.tolist() == [3, 1] and part.source_rows.tolist() == [13, 11] and len(part) == 2
+
+
+def test_scheme_registry_carries_the_predictions_flag() -> None:
+    assert all(isinstance(scheme, Scheme) for scheme in SCHEMES.values())
+    assert [name for name, scheme in SCHEMES.items() if scheme.needs_predictions] == ["pseudo_class_conditional"]
+    assert needs_predictions(["class_conditional", "pseudo_class_conditional"])
+    assert not needs_predictions(["class_unconditional", "class_conditional", "classes_2", "classes_all"])
+
+
+def test_a_new_scheme_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SCHEMES, "first_rows", Scheme(lambda ctx: np.arange(ctx.size), needs_predictions=True))
+    ctx = CalibrationContext(labels=np.array([0, 1, 0, 1, 0, 1]), num_classes=2, size=3, seed=0)
+    assert select_calibration_rows("first_rows", ctx).tolist() == [0, 1, 2]
+    assert needs_predictions(["first_rows"])
+
+
+def test_extra_training_rows_are_part_of_the_dataset_spec() -> None:
+    bundled = Path(__file__).resolve().parents[1] / "data" / "bundled"
+    for spec in DATASETS.values():
+        assert (bundled / spec.name / f"{spec.extra_train_file}.gz").is_file()
+
+
+def test_one_paths_object_holds_every_output() -> None:
+    paths = ProjectPaths(Path("root"))
+    assert paths.ptq_grid() == Path("root/metrics/ptq_grid.csv")
+    assert paths.noise_grid() == Path("root/metrics/noise_grid.csv")
+    assert paths.calibrate_metrics("ag_news", "generative", 4, "class_conditional") == Path("root/metrics/calibrate/ag_news/generative/w4/class_conditional.json")
+    assert paths.calibration_rows("ag_news", "generative") == Path("root/data/calibration/ag_news/generative/rows.npz")
+    assert paths.noise_trained() == ProjectPaths(Path("root") / VARIANT_ROOT)
+    assert paths.noise_trained().tokenized("ag_news") == Path("root/variants/noise_trained/data/tokenized/ag_news")
