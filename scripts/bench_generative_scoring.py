@@ -31,11 +31,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--reference-rows", type=int, default=0, help="rows for the per-label path (0 = all)")
+    parser.add_argument("--root", default=".", help="the project tree whose tokenized test split is scored")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    test = load_split(ProjectPaths(Path(".")).tokenized(args.dataset), "test")
+    test = load_split(ProjectPaths(Path(args.root)).tokenized(args.dataset), "test")
     classes = DATASETS[args.dataset].num_classes
     model = GenerativeLSTM(ModelConfig("generative", args.vocab_size, classes)).eval()
     with torch.no_grad():
@@ -51,7 +52,7 @@ def main() -> None:
     rows = np.arange(len(test)) if args.reference_rows <= 0 else np.arange(min(args.reference_rows, len(test)))
     subset = test.subset(rows)
     started = time.perf_counter()
-    reference = score_split(lambda t, l: -generative_label_losses_naive(model, t, l, classes), subset, args.batch_size)
+    reference = score_split(lambda tokens, lengths: -generative_label_losses_naive(model, tokens, lengths, classes), subset, args.batch_size)
     reference_seconds = time.perf_counter() - started
     scale = len(test) / len(rows)
     print(f"per-label path on {len(rows)} documents: {reference_seconds:.1f} s (x{scale:.2f} -> {reference_seconds * scale:.1f} s for the split)")

@@ -19,12 +19,12 @@ import torch
 
 from lstm_ptq.analysis import final_layer_output_error
 from lstm_ptq.artifacts import load_arrays
-from lstm_ptq.config import load_params
 from lstm_ptq.models import load_float_model
 from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.pipeline.ptq import load_activation_ranges
 from lstm_ptq.preprocess import evenly_spaced, load_split
-from lstm_ptq.quantization import QuantSpec, apply_gpfq, load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.quantization import apply_gpfq, load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.settings import QuantizationSettings, load_params
 
 
 def main() -> None:
@@ -35,10 +35,12 @@ def main() -> None:
     parser.add_argument("--scheme", default="class_conditional")
     parser.add_argument("--settings", nargs="+", default=["64:all", "256:all", "256:2048"], help="pass size:documents (all = whole set)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    paths, params = ProjectPaths(Path(".")), load_params("params.yaml")
+    paths, quantization = ProjectPaths(Path(args.root)), QuantizationSettings.from_params(load_params(args.params))
     config, float_model = load_float_model(paths, args.dataset, args.model_type)
     rows = load_arrays(paths.calibration_rows(args.dataset, args.model_type))[args.scheme]
     train = load_split(paths.tokenized(args.dataset), "train")
@@ -48,7 +50,7 @@ def main() -> None:
     for setting in args.settings:
         batch_size, documents = setting.split(":")
         subset = rows[evenly_spaced(len(rows), None if documents == "all" else int(documents))]
-        model = load_quantized(paths.quantized(args.dataset, args.model_type, args.bit_width), config, QuantSpec.from_params(params, args.bit_width), calibrated=False)
+        model = load_quantized(paths.quantized(args.dataset, args.model_type, args.bit_width), config, quantization.spec(args.bit_width), calibrated=False)
         set_activation_ranges(model, ranges, str(ranges_file))
         before = final_layer_output_error(model, float_model, probe)
         started = time.perf_counter()

@@ -19,12 +19,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from lstm_ptq.config import get_typed, load_params, section
 from lstm_ptq.models import load_float_model
 from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.pipeline.ptq import (
     OBSERVE_BIT_WIDTH,
-    calibration_params,
     evaluate_cell,
     load_activation_ranges,
     observe_activation_ranges,
@@ -32,27 +30,31 @@ from lstm_ptq.pipeline.ptq import (
     scheme_rows,
 )
 from lstm_ptq.preprocess import load_split
-from lstm_ptq.quantization import QuantSpec, load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.quantization import load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, GridSettings, QuantizationSettings, load_params
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--root", default=".")
-    parser.add_argument("--datasets", nargs="+", help="default: params datasets")
-    parser.add_argument("--model-types", nargs="+", help="default: params model_types")
-    parser.add_argument("--bit-widths", nargs="+", type=int, help="default: params quantization.bit_widths")
-    parser.add_argument("--schemes", nargs="+", help="default: params calibration.schemes")
+    parser.add_argument("--datasets", nargs="+", help="default: params grid.datasets")
+    parser.add_argument("--model-types", nargs="+", help="default: params grid.model_types")
+    parser.add_argument("--bit-widths", nargs="+", type=int, help="default: params grid.bit_widths")
+    parser.add_argument("--schemes", nargs="+", help="default: params grid.calibration_schemes")
     args = parser.parse_args()
 
     params = load_params(args.params)
     paths = ProjectPaths(Path(args.root))
-    settings = calibration_params(params)
-    datasets = args.datasets or section(params, "datasets")
-    model_types = args.model_types or section(params, "model_types")
-    bit_widths = args.bit_widths or [int(b) for b in section(params, "quantization.bit_widths")]
-    schemes = args.schemes or settings["schemes"]
-    batch_size = get_typed(section(params, "evaluate"), "batch_size", int, "evaluate")
+    grid = GridSettings.from_params(params)
+    quantization = QuantizationSettings.from_params(params)
+    calibration = CalibrationSettings.from_params(params)
+    final_layer = FinalLayerSettings.from_params(params)
+    datasets = args.datasets or grid.datasets
+    model_types = args.model_types or grid.model_types
+    bit_widths = args.bit_widths or grid.bit_widths
+    schemes = args.schemes or grid.calibration_schemes
+    batch_size = EvaluateSettings.from_params(params).batch_size
 
     totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0, 0])
     for dataset in datasets:
@@ -64,7 +66,7 @@ def main() -> None:
             for scheme in schemes:
                 rows = scheme_rows(paths, dataset, model_type, scheme)
                 started = time.perf_counter()
-                _, documents = observe_activation_ranges(float_model, QuantSpec.from_params(params, OBSERVE_BIT_WIDTH), token_batches(train, settings["batch_size"], rows))
+                _, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), token_batches(train, calibration.batch_size, rows))
                 seconds = time.perf_counter() - started
                 print(f"{dataset}-{model_type}-{scheme:40s} {seconds:9.1f} {documents:9d}")
                 t[0] += seconds
@@ -72,10 +74,10 @@ def main() -> None:
             print(f"\n{'cell':58s} {'gpfq':>7s} {'evaluate':>8s} {'accuracy':>8s}")
             for bit_width in bit_widths:
                 for scheme in schemes:
-                    qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, QuantSpec.from_params(params, bit_width), calibrated=False)
+                    qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, quantization.spec(bit_width), calibrated=False)
                     ranges, _, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
                     set_activation_ranges(qmodel, ranges, str(ranges_file))
-                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme), settings)
+                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme), calibration, final_layer)
                     result, _, evaluate_seconds = evaluate_cell(qmodel, test, batch_size)
                     name = f"{dataset}-{model_type}-w{bit_width}-{scheme}"
                     print(f"{name:58s} {refinement.seconds:7.1f} {evaluate_seconds:8.1f} {result.accuracy:8.4f}")

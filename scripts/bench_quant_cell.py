@@ -35,6 +35,7 @@ from lstm_ptq.models import ModelConfig, build_model, load_model, save_state_dic
 from lstm_ptq.pipeline.ptq import OBSERVE_BIT_WIDTH, evaluate_cell, observe_activation_ranges, refine_cell
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
 from lstm_ptq.quantization import FINAL_LAYER_ALGORITHMS, QuantSpec, quant_scorer, quantize, set_activation_ranges, token_batches
+from lstm_ptq.settings import CalibrationSettings, FinalLayerSettings
 
 
 def train_tiny(model_type: str, train: EncodedSplit, vocab_size: int, num_classes: int, steps: int, dims: int) -> nn.Module:
@@ -78,13 +79,8 @@ def run_cell(args: argparse.Namespace, model_dir: Path) -> dict:
     calib_rows = np.sort(np.random.default_rng(0).permutation(len(train))[: args.calib_rows])
     test = test.subset(np.arange(min(args.eval_rows, len(test))))
     batches = token_batches(train, args.calib_batch_size, calib_rows)
-    settings = {
-        "batch_size": args.calib_batch_size,
-        "error_batches": len(batches),
-        "gpfq_batch_size": args.calib_batch_size,
-        "gpfq_documents": None,
-        "final_layer_algorithm": args.algorithm,
-    }
+    calibration = CalibrationSettings(fraction=len(calib_rows) / len(train), batch_size=args.calib_batch_size)
+    final_layer = FinalLayerSettings(algorithm=args.algorithm, batch_size=args.calib_batch_size, documents=None, error_batches=len(batches))
     times: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -94,7 +90,7 @@ def run_cell(args: argparse.Namespace, model_dir: Path) -> dict:
     ranges, _ = observe_activation_ranges(float_model, QuantSpec(bit_width=OBSERVE_BIT_WIDTH), batches)
     set_activation_ranges(model, ranges, "observed ranges")
     times["calibrate_s"] = time.perf_counter() - start
-    refinement = refine_cell(model, float_model, train, calib_rows, settings)
+    refinement = refine_cell(model, float_model, train, calib_rows, calibration, final_layer)
     times[f"{args.algorithm}_s"] = refinement.seconds
     result, stats, times["evaluate_s"] = evaluate_cell(model, test, args.batch_size)
     start = time.perf_counter()
@@ -160,7 +156,7 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *argv], check=True, env={**os.environ, "BREVITAS_JIT": jit})
             results[jit] = read_json(dump / "result.json")
         scores = {jit: np.load(Path(tmp) / f"jit{jit}" / "scores.npy") for jit in results}
-        for jit, result in results.items():
+        for result in results.values():
             print(json.dumps(result, indent=2))
         same = bool(np.array_equal(scores["0"], scores["1"]))
         keys = [k for k in results["0"] if k.endswith("_s")]

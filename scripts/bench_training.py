@@ -15,28 +15,31 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_ptq.config import load_params
 from lstm_ptq.datasets import DATASETS
 from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.preprocess import load_split, load_vocabulary
-from lstm_ptq.training import TrainParams, model_config_from_params, train_model
+from lstm_ptq.settings import ModelSettings, TrainSettings, load_params
+from lstm_ptq.training import model_config, train_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ag_news", choices=sorted(DATASETS))
     parser.add_argument("--rows", type=int, default=4000, help="training rows for the one-epoch measurement")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
     args = parser.parse_args()
 
-    params = load_params()
-    tokenized = ProjectPaths(Path(".")).tokenized(args.dataset)
+    params = load_params(args.params)
+    model_settings = ModelSettings.from_params(params)
+    tokenized = ProjectPaths(Path(args.root)).tokenized(args.dataset)
     train, valid = load_split(tokenized, "train"), load_split(tokenized, "valid")
     subset = train.subset(np.arange(min(args.rows, len(train))))
     small_valid = valid.subset(np.arange(min(200, len(valid))))
     vocab = len(load_vocabulary(tokenized))
     for model_type in ("discriminative", "generative"):
-        config = model_config_from_params(params, model_type, vocab, DATASETS[args.dataset].num_classes)
-        train_params = dataclasses.replace(TrainParams.from_params(params, model_type), max_epochs=1, train_accuracy_rows=1)
+        config = model_config(model_settings, model_type, vocab, DATASETS[args.dataset].num_classes)
+        train_params = dataclasses.replace(TrainSettings.from_params(params, model_type), max_epochs=1, train_accuracy_rows=1)
         started = time.perf_counter()
         result = train_model(config, train_params, subset, small_valid, progress=False)
         print(

@@ -6,7 +6,7 @@ What this script derives, so that nobody maintains it by hand:
 
 - each stage's ``params``: the keys its script's ``read_settings`` reads (recorded with
   :class:`lstm_ptq.settings.ReadRecorder` for every matrix item of the current params.yaml);
-- each stage's code ``deps``: every package module its script imports (a subprocess imports it);
+- each stage's code ``deps``: every package module its script imports at module level, transitively;
 - the noise-trained variant tree's stages (paper section 7): the main stages, re-rooted under
   ``variants/noise_trained`` with the model type and scheme fixed;
 - the top-level ``plots`` block, from the axes.
@@ -18,11 +18,10 @@ What this script derives, so that nobody maintains it by hand:
 from __future__ import annotations
 
 import argparse
+import ast
 import itertools
-import os
 import re
 import runpy
-import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,58 +65,129 @@ CONFUSION = {"template": "confusion", "x": "actual", "y": "predicted"}
 NOISE_CURVE = {"x": "noise_level", "y": "accuracy"}
 
 STAGES: tuple[Stage, ...] = (
-    Stage("download", "stages/download.py", {"dataset": "grid.datasets"},
-          deps=("data/bundled/${item.dataset}", "data/bundled/SHA256SUMS"), outs=("data/raw/${item.dataset}",)),
-    Stage("tokenize", "stages/tokenize_data.py", {"dataset": "grid.datasets"},
-          deps=("data/raw/${item.dataset}",), outs=("data/tokenized/${item.dataset}",), files=("metrics/tokenize/${item.dataset}.json",)),
-    Stage("train", "stages/train.py", {"dataset": "grid.datasets", "model_type": "grid.model_types"},
-          deps=("data/tokenized/${item.dataset}",), outs=("models/float/${item.dataset}/${item.model_type}",),
-          files=("metrics/train/${item.dataset}/${item.model_type}.json",),
-          plots=(("plots/train/${item.dataset}/${item.model_type}.csv", {}),)),
-    Stage("evaluate", "stages/evaluate.py", {"dataset": "grid.datasets", "model_type": "grid.model_types"},
-          deps=("data/tokenized/${item.dataset}", "models/float/${item.dataset}/${item.model_type}"),
-          files=("metrics/evaluate/${item.dataset}/${item.model_type}.json",),
-          plots=(("plots/confusion/${item.dataset}/${item.model_type}.csv", CONFUSION),)),
+    Stage(
+        "download",
+        "stages/download.py",
+        {"dataset": "grid.datasets"},
+        deps=("data/bundled/${item.dataset}", "data/bundled/SHA256SUMS"),
+        outs=("data/raw/${item.dataset}",),
+    ),
+    Stage(
+        "tokenize",
+        "stages/tokenize_data.py",
+        {"dataset": "grid.datasets"},
+        deps=("data/raw/${item.dataset}",),
+        outs=("data/tokenized/${item.dataset}",),
+        files=("metrics/tokenize/${item.dataset}.json",),
+    ),
+    Stage(
+        "train",
+        "stages/train.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types"},
+        deps=("data/tokenized/${item.dataset}",),
+        outs=("models/float/${item.dataset}/${item.model_type}",),
+        files=("metrics/train/${item.dataset}/${item.model_type}.json",),
+        plots=(("plots/train/${item.dataset}/${item.model_type}.csv", {}),),
+    ),
+    Stage(
+        "evaluate",
+        "stages/evaluate.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types"},
+        deps=("data/tokenized/${item.dataset}", "models/float/${item.dataset}/${item.model_type}"),
+        files=("metrics/evaluate/${item.dataset}/${item.model_type}.json",),
+        plots=(("plots/confusion/${item.dataset}/${item.model_type}.csv", CONFUSION),),
+    ),
     Stage("table1", "stages/table1.py", deps=("metrics/evaluate",), files=("metrics/table1.csv", "metrics/table1.md")),
-    Stage("noisy_test", "stages/noisy_test.py", {"dataset": "grid.datasets", "noise_model": "grid.noise_models"},
-          deps=("data/raw/${item.dataset}", "data/tokenized/${item.dataset}"), outs=("data/noisy/${item.dataset}/${item.noise_model}",),
-          files=("metrics/noisy_test/${item.dataset}/${item.noise_model}.json",)),
-    Stage("noise_float", "stages/noise_float.py", {"dataset": "grid.datasets", "model_type": "grid.model_types", "noise_model": "grid.noise_models"},
-          deps=("data/noisy/${item.dataset}/${item.noise_model}", "models/float/${item.dataset}/${item.model_type}"),
-          files=("metrics/noise/float/${item.dataset}/${item.model_type}/${item.noise_model}.json",),
-          plots=(("plots/noise/float/${item.dataset}/${item.model_type}/${item.noise_model}.csv", NOISE_CURVE),)),
-    Stage("quantize", "stages/quantize.py", {"dataset": "grid.datasets", "model_type": "grid.model_types", "bit_width": "grid.bit_widths"},
-          deps=("models/float/${item.dataset}/${item.model_type}",), outs=("models/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}",)),
-    Stage("calibration_sets", "stages/calibration_sets.py", {"dataset": "grid.datasets", "model_type": "grid.model_types"},
-          deps=("data/tokenized/${item.dataset}", "models/float/${item.dataset}/${item.model_type}"),
-          outs=("data/calibration/${item.dataset}/${item.model_type}",)),
-    Stage("activation_ranges", "stages/activation_ranges.py",
-          {"dataset": "grid.datasets", "model_type": "grid.model_types", "scheme": "grid.calibration_schemes"},
-          deps=("data/tokenized/${item.dataset}", "data/calibration/${item.dataset}/${item.model_type}", "models/float/${item.dataset}/${item.model_type}"),
-          outs=("models/activation_ranges/${item.dataset}/${item.model_type}/${item.scheme}",)),
-    Stage("calibrate", "stages/calibrate.py",
-          {"dataset": "grid.datasets", "model_type": "grid.model_types", "bit_width": "grid.bit_widths", "scheme": "grid.calibration_schemes"},
-          deps=("data/tokenized/${item.dataset}", "data/calibration/${item.dataset}/${item.model_type}", "models/float/${item.dataset}/${item.model_type}",
-                "models/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}",
-                "models/activation_ranges/${item.dataset}/${item.model_type}/${item.scheme}",
-                "metrics/evaluate/${item.dataset}/${item.model_type}.json"),
-          outs=("models/calibrated/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}",),
-          files=("metrics/calibrate/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}.json",)),
+    Stage(
+        "noisy_test",
+        "stages/noisy_test.py",
+        {"dataset": "grid.datasets", "noise_model": "grid.noise_models"},
+        deps=("data/raw/${item.dataset}", "data/tokenized/${item.dataset}"),
+        outs=("data/noisy/${item.dataset}/${item.noise_model}",),
+        files=("metrics/noisy_test/${item.dataset}/${item.noise_model}.json",),
+    ),
+    Stage(
+        "noise_float",
+        "stages/noise_float.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types", "noise_model": "grid.noise_models"},
+        deps=("data/noisy/${item.dataset}/${item.noise_model}", "models/float/${item.dataset}/${item.model_type}"),
+        files=("metrics/noise/float/${item.dataset}/${item.model_type}/${item.noise_model}.json",),
+        plots=(("plots/noise/float/${item.dataset}/${item.model_type}/${item.noise_model}.csv", NOISE_CURVE),),
+    ),
+    Stage(
+        "quantize",
+        "stages/quantize.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types", "bit_width": "grid.bit_widths"},
+        deps=("models/float/${item.dataset}/${item.model_type}",),
+        outs=("models/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}",),
+    ),
+    Stage(
+        "calibration_sets",
+        "stages/calibration_sets.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types"},
+        deps=("data/tokenized/${item.dataset}", "models/float/${item.dataset}/${item.model_type}"),
+        outs=("data/calibration/${item.dataset}/${item.model_type}",),
+    ),
+    Stage(
+        "activation_ranges",
+        "stages/activation_ranges.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types", "scheme": "grid.calibration_schemes"},
+        deps=("data/tokenized/${item.dataset}", "data/calibration/${item.dataset}/${item.model_type}", "models/float/${item.dataset}/${item.model_type}"),
+        outs=("models/activation_ranges/${item.dataset}/${item.model_type}/${item.scheme}",),
+    ),
+    Stage(
+        "calibrate",
+        "stages/calibrate.py",
+        {"dataset": "grid.datasets", "model_type": "grid.model_types", "bit_width": "grid.bit_widths", "scheme": "grid.calibration_schemes"},
+        deps=(
+            "data/tokenized/${item.dataset}",
+            "data/calibration/${item.dataset}/${item.model_type}",
+            "models/float/${item.dataset}/${item.model_type}",
+            "models/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}",
+            "models/activation_ranges/${item.dataset}/${item.model_type}/${item.scheme}",
+            "metrics/evaluate/${item.dataset}/${item.model_type}.json",
+        ),
+        outs=("models/calibrated/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}",),
+        files=("metrics/calibrate/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}.json",),
+    ),
     Stage("ptq_report", "stages/ptq_report.py", deps=("metrics/calibrate",), files=("metrics/ptq_grid.csv", "plots/ptq")),
-    Stage("noise_quantized", "stages/noise_quantized.py",
-          {"dataset": "grid.datasets", "model_type": "grid.model_types", "bit_width": "grid.bit_widths",
-           "scheme": "grid.noise_quantized_schemes", "noise_model": "grid.noise_quantized_noise_models"},
-          deps=("data/noisy/${item.dataset}/${item.noise_model}", "models/float/${item.dataset}/${item.model_type}",
-                "models/calibrated/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}"),
-          files=("metrics/noise/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}/${item.noise_model}.json",)),
-    Stage("noise_report", "stages/noise_report.py", deps=("metrics/noise/float", "metrics/noise/quantized"),
-          files=("metrics/noise_grid.csv", "plots/noise/figures")),
-    Stage("noise_train_data", "stages/noise_train_data.py", {"dataset": "grid.noise_trained_datasets"},
-          deps=("data/raw/${item.dataset}", "data/tokenized/${item.dataset}", "data/noisy/${item.dataset}/${noise_training.noise_model}"),
-          outs=("variants/noise_trained/data/tokenized/${item.dataset}", "variants/noise_trained/data/noisy/${item.dataset}/${noise_training.noise_model}")),
+    Stage(
+        "noise_quantized",
+        "stages/noise_quantized.py",
+        {
+            "dataset": "grid.datasets",
+            "model_type": "grid.model_types",
+            "bit_width": "grid.bit_widths",
+            "scheme": "grid.noise_quantized_schemes",
+            "noise_model": "grid.noise_quantized_noise_models",
+        },
+        deps=(
+            "data/noisy/${item.dataset}/${item.noise_model}",
+            "models/float/${item.dataset}/${item.model_type}",
+            "models/calibrated/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}",
+        ),
+        files=("metrics/noise/quantized/${item.dataset}/${item.model_type}/w${item.bit_width}/${item.scheme}/${item.noise_model}.json",),
+    ),
+    Stage(
+        "noise_report",
+        "stages/noise_report.py",
+        deps=("metrics/noise/float", "metrics/noise/quantized"),
+        files=("metrics/noise_grid.csv", "plots/noise/figures"),
+    ),
+    Stage(
+        "noise_train_data",
+        "stages/noise_train_data.py",
+        {"dataset": "grid.noise_trained_datasets"},
+        deps=("data/raw/${item.dataset}", "data/tokenized/${item.dataset}", "data/noisy/${item.dataset}/${noise_training.noise_model}"),
+        outs=("variants/noise_trained/data/tokenized/${item.dataset}", "variants/noise_trained/data/noisy/${item.dataset}/${noise_training.noise_model}"),
+    ),
     # the noise-trained variant's stages (VARIANT below) are inserted here
-    Stage("figure16", "stages/figure16.py", deps=("metrics/noise/float", "metrics/noise/quantized", "variants/noise_trained/metrics/noise"),
-          files=("plots/noise/figure16", "metrics/figure16.json")),
+    Stage(
+        "figure16",
+        "stages/figure16.py",
+        deps=("metrics/noise/float", "metrics/noise/quantized", "variants/noise_trained/metrics/noise"),
+        files=("plots/noise/figure16", "metrics/figure16.json"),
+    ),
     Stage("summary", "stages/summary.py", deps=("metrics/evaluate", "metrics/calibrate"), files=("metrics/summary.json",)),
 )
 
@@ -194,22 +264,57 @@ def stage_reads(stage: Stage, params: dict[str, Any]) -> list[str]:
     return list(templated.pop())
 
 
-_PROBE = """
-import runpy, sys
-sys.argv = [{script!r}, '--help']
-try:
-    runpy.run_path({script!r}, run_name='__main__')
-except SystemExit:
-    pass
-print('\\n'.join(m.__file__ for n, m in list(sys.modules.items()) if n.startswith('lstm_ptq') and getattr(m, '__file__', None)))
-"""
+def _module_path(name: str) -> Path | None:
+    """The file of package module ``name`` (``lstm_ptq.a.b``), or None outside the package."""
+    if name != "lstm_ptq" and not name.startswith("lstm_ptq."):
+        return None
+    base = REPO / "src" / Path(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Modules imported at module level of ``path`` (module ``name``): the imports that run whenever it is
+    imported. Imports inside functions (lazy validation helpers) and under ``if TYPE_CHECKING`` are not."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)  # a submodule imported by name
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + node.orelse + node.finalbody + [h for handler in node.handlers for h in handler.body])
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
 
 
 def imported_sources(script: str) -> set[str]:
-    """Package files a stage script imports (run with --help, which exits after the imports)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(script=script)], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
-    return {Path(line).resolve().relative_to(REPO).as_posix() for line in out.splitlines() if line.endswith(".py")}
+    """Package files a stage script imports, transitively, with every parent package's ``__init__``."""
+    seen: dict[str, Path] = {}
+    pending = [m for m in _imports(REPO / script, "__main__")]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            module = ".".join(parts[:depth])
+            path = _module_path(module)
+            if path is not None and module not in seen:
+                seen[module] = path
+                pending.extend(_imports(path, module))
+    return {path.relative_to(REPO).as_posix() for path in seen.values()}
 
 
 def code_deps(script: str) -> list[str]:
@@ -249,29 +354,67 @@ def top_level_plots(grid: GridSettings) -> list[Any]:
     models = {"y": list(grid.model_types), "x": "bit_width"}
     widths = [f"w{b}" for b in grid.bit_widths] + ["float"]
     out: list[Any] = []
-    for number, what in ((6, "accuracy, class-unconditional calibration"), (7, "accuracy, class-conditional calibration"),
-                         (8, "accuracy drop vs float, class-conditional")):
+    for number, what in (
+        (6, "accuracy, class-unconditional calibration"),
+        (7, "accuracy, class-conditional calibration"),
+        (8, "accuracy drop vs float, class-conditional"),
+    ):
         for dataset in grid.datasets:
             out.append({f"plots/ptq/figure{number}_{dataset}.csv": {**models, "title": f"Figure {number} ({dataset}): {what}"}})
     for dataset, model_type in itertools.product(grid.datasets, grid.model_types):
-        out.append({f"plots/ptq/figure11_{dataset}_{model_type}.csv": {
-            "x": "bit_width", "y": "${grid.calibration_schemes}", "title": f"Figure 11 ({dataset}, {model_type}): accuracy by calibration scheme"}})
+        out.append(
+            {
+                f"plots/ptq/figure11_{dataset}_{model_type}.csv": {
+                    "x": "bit_width",
+                    "y": "${grid.calibration_schemes}",
+                    "title": f"Figure 11 ({dataset}, {model_type}): accuracy by calibration scheme",
+                }
+            }
+        )
     out += [f"plots/ptq/{name}.png" for name in ("figure6", "figure7", "figure8", "figure11")]
     for noise_model in grid.noise_models:
         for dataset in grid.datasets:
-            out.append({f"plots/noise/figures/figure9_{dataset}_{noise_model}.csv": {
-                "x": "noise_level", "y": list(grid.model_types), "title": f"Figure 9 ({dataset}): float accuracy vs {noise_model} noise"}})
+            out.append(
+                {
+                    f"plots/noise/figures/figure9_{dataset}_{noise_model}.csv": {
+                        "x": "noise_level",
+                        "y": list(grid.model_types),
+                        "title": f"Figure 9 ({dataset}): float accuracy vs {noise_model} noise",
+                    }
+                }
+            )
     for noise_model in grid.noise_quantized_noise_models:
         for dataset, model_type, scheme in itertools.product(grid.datasets, grid.model_types, grid.noise_quantized_schemes):
-            out.append({f"plots/noise/figures/figure10_{dataset}_{model_type}_{scheme}_{noise_model}.csv": {
-                "x": "noise_level", "y": widths, "title": f"Figure 10 ({dataset}, {model_type}, {scheme}): accuracy vs {noise_model} noise"}})
+            out.append(
+                {
+                    f"plots/noise/figures/figure10_{dataset}_{model_type}_{scheme}_{noise_model}.csv": {
+                        "x": "noise_level",
+                        "y": widths,
+                        "title": f"Figure 10 ({dataset}, {model_type}, {scheme}): accuracy vs {noise_model} noise",
+                    }
+                }
+            )
     for dataset in grid.noise_trained_datasets:
-        out.append({f"plots/noise/figure16/figure16_{dataset}.csv": {
-            "x": "bit_width", "y": ["clean_trained", "noise_trained"], "title": f"Figure 16 ({dataset}, generative): accuracy at noise, trained clean vs with noise"}})
+        out.append(
+            {
+                f"plots/noise/figure16/figure16_{dataset}.csv": {
+                    "x": "bit_width",
+                    "y": ["clean_trained", "noise_trained"],
+                    "title": f"Figure 16 ({dataset}, generative): accuracy at noise, trained clean vs with noise",
+                }
+            }
+        )
     out += [f"plots/noise/figures/figure9_{m}.png" for m in grid.noise_models]
     out += [f"plots/noise/figures/figure10_{s}_{m}.png" for m in grid.noise_quantized_noise_models for s in grid.noise_quantized_schemes]
     out.append("plots/noise/figure16/figure16.png")
     return out
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes a list shared by two plots twice instead of as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def generate(params_file: Path = REPO / "params.yaml") -> str:
@@ -289,7 +432,7 @@ def generate(params_file: Path = REPO / "params.yaml") -> str:
                 variant_reads = [re.sub(r"\$\{item\.(\w+)\}", lambda m: fixed.get(m.group(1), m.group(0)), key) for key in reads[base.name]]
                 stages[VARIANT.name(base.name)] = stage_entry(VARIANT.stage(base), code[base.script], variant_reads)
     document = {"stages": stages, "metrics": ["metrics/summary.json"], "plots": top_level_plots(grid)}
-    return HEADER + yaml.safe_dump(document, sort_keys=False, width=200)
+    return HEADER + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=200)
 
 
 def main() -> None:

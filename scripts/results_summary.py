@@ -8,6 +8,7 @@ written by `./run repro`; a missing file is reported and its section skipped.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import sys
@@ -42,7 +43,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def ptq_tables(rows: list[dict[str, str]]) -> None:
     bit_widths = sorted({int(r["bit_width"]) for r in rows}, reverse=True)
-    schemes = list(dict.fromkeys(r["calibration_scheme"] for r in rows))  # the grid's order, i.e. calibration.schemes
+    schemes = list(dict.fromkeys(r["calibration_scheme"] for r in rows))  # the grid's order, i.e. grid.calibration_schemes
     cells = {(r["dataset"], r["model_type"], int(r["bit_width"]), r["calibration_scheme"]): r for r in rows}
     floats = {(r["dataset"], r["model_type"]): r["float_accuracy"] for r in rows}
     for dataset, model_type in sorted(floats):
@@ -69,7 +70,13 @@ def noise_tables(rows: list[dict[str, str]]) -> None:
         documents[key] = r["documents"]
     floats = sorted(k for k in curves if k[4] == "float")
     print("**Figure 9** (float models, whole test split): test accuracy (%) per noise level\n")
-    print(table(["dataset", "model", "noise model"] + [f"{level:g}" for level in levels], [[*k[:3]] + [pct(curves[k].get(level)) for level in levels] for k in floats]) + "\n")
+    print(
+        table(
+            ["dataset", "model", "noise model"] + [f"{level:g}" for level in levels],
+            [[*k[:3]] + [pct(curves[k].get(level)) for level in levels] for k in floats],
+        )
+        + "\n"
+    )
     quantized = sorted((k for k in curves if k[4] != "float"), key=lambda k: (k[:4], -int(k[4][1:])))
     if quantized:
         print(f"**Figure 10** (calibrated models, evenly spaced test subset): accuracy (%) at noise 0 and {top:g}, and the drop\n")
@@ -87,16 +94,27 @@ def figure16(path: Path) -> None:
     for dataset, by_bits in json.loads(path.read_text(encoding="utf-8")).items():
         order = sorted(by_bits, key=lambda b: (b != "float", -int(b) if b.isdigit() else 0))
         print(f"**Figure 16 ({dataset}, generative, class-conditional calibration)**: test accuracy (%) on noisy input\n")
-        print(table(["bits", "trained clean", "trained with noise"], [[b, pct(by_bits[b]["clean_trained"]), pct(by_bits[b]["noise_trained"])] for b in order]) + "\n")
+        print(
+            table(["bits", "trained clean", "trained with noise"], [[b, pct(by_bits[b]["clean_trained"]), pct(by_bits[b]["noise_trained"])] for b in order])
+            + "\n"
+        )
 
 
 def main() -> None:
-    paths = ProjectPaths(Path("."))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=".", help="the project tree whose metrics/ are read (default: .)")
+    args = parser.parse_args()
+    paths = ProjectPaths(Path(args.root))
     table1 = read_rows(paths.table1_csv())
     if table1:
         print("**Table 1** (float models)\n")
-        print(table(["model", "dataset", "test accuracy (%)", "paper (%)", "training rows", "test rows"],
-                    [[r["model"], r["dataset"], r["accuracy_pct"], r["paper_accuracy_pct"], r["train_rows"], r["test_rows"]] for r in table1]) + "\n")
+        print(
+            table(
+                ["model", "dataset", "test accuracy (%)", "paper (%)", "training rows", "test rows"],
+                [[r["model"], r["dataset"], r["accuracy_pct"], r["paper_accuracy_pct"], r["train_rows"], r["test_rows"]] for r in table1],
+            )
+            + "\n"
+        )
     grid = read_rows(paths.ptq_grid())
     if grid:
         ptq_tables(grid)

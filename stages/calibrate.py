@@ -1,25 +1,28 @@
 """Stage ``calibrate@<dataset>-<model_type>-<bit_width>-<scheme>``: calibration, GPFQ, test evaluation."""
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
-from lstm_ptq.config import check_dataset, load_params
+from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.ptq import calibrate_stage
+from lstm_ptq.settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
+
+parser = stage_parser(__doc__, "dataset", "model_type", "bit_width", "scheme")
 
 
-def main(args: argparse.Namespace) -> None:
-    check_dataset(args.dataset)
-    check_model_type(args.model_type)
-    calibrate_stage(load_params(args.params), args.dataset, args.model_type, parse_bit_width(args.bit_width), args.scheme, Path(args.root))
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return (
+        QuantizationSettings.from_params(params),
+        CalibrationSettings.from_params(params),
+        FinalLayerSettings.from_params(params),
+        EvaluateSettings.from_params(params),
+    )
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    calibrate_stage(args.dataset, args.model_type, args.bit_width, args.scheme, *settings, args.root)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("model_type")
-    parser.add_argument("bit_width")
-    parser.add_argument("scheme")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

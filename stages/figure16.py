@@ -2,20 +2,23 @@
 (plots/noise/figure16/, metrics/figure16.json)."""
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import parse_bit_width, run_stage
-from lstm_ptq.config import load_params, section
-from lstm_ptq.pipeline.noise import figure16_stage
+from lstm_ptq.cli import run_stage, stage_parser
+from lstm_ptq.pipeline.reports import figure16_stage
+from lstm_ptq.settings import GridSettings, NoiseTrainingSettings
+
+parser = stage_parser(__doc__)
 
 
-def main(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    figure16_stage(params, Path(args.root), [parse_bit_width(str(b)) for b in section(params, "quantization.bit_widths")])
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return GridSettings.from_params(params), NoiseTrainingSettings.from_params(params, with_eval_level=True)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    figure16_stage(args.root, *settings)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

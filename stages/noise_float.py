@@ -1,26 +1,23 @@
 """Stage ``noise_float@<dataset>-<model_type>-<noise_model>``: float accuracy vs noise level (Figure 9)."""
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import check_model_type, run_stage
-from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.noise import noise_model
+from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.float import float_noise_stage
+from lstm_ptq.settings import EvaluateSettings, NoiseSettings
+
+parser = stage_parser(__doc__, "dataset", "model_type", "noise_model")
 
 
-def main(args: argparse.Namespace) -> None:
-    check_dataset(args.dataset)
-    check_model_type(args.model_type)
-    noise_model(args.noise_model, "noise_model")
-    float_noise_stage(load_params(args.params), args.dataset, args.model_type, args.noise_model, Path(args.root))
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return NoiseSettings.from_params(params), EvaluateSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    float_noise_stage(args.dataset, args.model_type, args.noise_model, *settings, args.root)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("model_type")
-    parser.add_argument("noise_model")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

@@ -1,23 +1,23 @@
 """Stage ``noise_report``: metrics/noise_grid.csv and Figures 9 and 10 under plots/noise/figures/."""
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import check_model_type, parse_bit_width, run_stage
-from lstm_ptq.config import check_dataset, load_params, section
-from lstm_ptq.pipeline.noise import noise_report_stage
+from lstm_ptq.cli import run_stage, stage_parser
+from lstm_ptq.pipeline.reports import noise_report_stage
+from lstm_ptq.settings import GridSettings, NoiseSettings
+
+parser = stage_parser(__doc__)
 
 
-def main(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    datasets = [check_dataset(d, "datasets") for d in section(params, "datasets")]
-    model_types = [check_model_type(m, "model_types") for m in section(params, "model_types")]
-    bit_widths = [parse_bit_width(str(b)) for b in section(params, "quantization.bit_widths")]
-    noise_report_stage(params, Path(args.root), datasets, model_types, bit_widths)
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return GridSettings.from_params(params), NoiseSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    noise_report_stage(args.root, *settings)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

@@ -3,21 +3,23 @@ training and validation splits corrupted at ``noise_training.level``, the main t
 vocabulary and noisy test sets, under variants/noise_trained/."""
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import run_stage
-from lstm_ptq.config import check_dataset, load_params
+from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.noise import build_noise_trained_data
+from lstm_ptq.settings import NoiseSettings, NoiseTrainingSettings, TextSettings
+
+parser = stage_parser(__doc__, "dataset")
 
 
-def main(args: argparse.Namespace) -> None:
-    check_dataset(args.dataset)
-    build_noise_trained_data(load_params(args.params), args.dataset, Path(args.root))
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return NoiseTrainingSettings.from_params(params), NoiseSettings.from_params(params), TextSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    build_noise_trained_data(args.dataset, *settings, args.root)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

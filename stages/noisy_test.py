@@ -4,24 +4,23 @@ Built once per dataset and noise model and reused by every noise evaluation.
 """
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import run_stage
-from lstm_ptq.config import check_dataset, load_params
-from lstm_ptq.noise import noise_model
+from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.data import noisy_test_stage
+from lstm_ptq.settings import NoiseSettings, TextSettings
+
+parser = stage_parser(__doc__, "dataset", "noise_model")
 
 
-def main(args: argparse.Namespace) -> None:
-    check_dataset(args.dataset)
-    noise_model(args.noise_model, "noise_model")
-    noisy_test_stage(load_params(args.params), args.dataset, args.noise_model, Path(args.root))
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return NoiseSettings.from_params(params), TextSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    noisy_test_stage(args.dataset, args.noise_model, *settings, args.root)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("noise_model")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

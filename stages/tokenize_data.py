@@ -4,21 +4,23 @@
 """
 
 import argparse
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from lstm_ptq.cli import run_stage
-from lstm_ptq.config import check_dataset, load_params
+from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.data import tokenize_stage
+from lstm_ptq.settings import TokenizeSettings
+
+parser = stage_parser(__doc__, "dataset")
 
 
-def main(args: argparse.Namespace) -> None:
-    check_dataset(args.dataset)
-    tokenize_stage(load_params(args.params), args.dataset, Path(args.root))
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return TokenizeSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    tokenize_stage(args.dataset, settings, args.root)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--root", default=".")
-    run_stage(main, parser)
+    run_stage(parser, read_settings, main)

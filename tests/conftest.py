@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_ptq.config import TokenizeParams
 from lstm_ptq.datasets import DATASETS, format_release_csv, parse_release_csv
 from lstm_ptq.preprocess import build_tokenized
+from lstm_ptq.settings import TokenizeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "bundled"
@@ -36,7 +36,7 @@ def make_small_project(root: Path, dataset: str, train_rows: int, test_rows: int
     (raw / "train.csv").write_text(format_release_csv(docs[:train_rows], spec), encoding="utf-8")
     (raw / "test.csv").write_text(format_release_csv(test_docs, spec), encoding="utf-8")
     (raw / "classes.txt").write_bytes((BUNDLED / dataset / "classes.txt").read_bytes())
-    params = TokenizeParams(lowercase=True, max_vocab_size=max_vocab_size, min_freq=1, max_length=max_length, valid_fraction=0.2, seed=7)
+    params = TokenizeSettings(lowercase=True, max_vocab_size=max_vocab_size, min_freq=1, max_length=max_length, valid_fraction=0.2, seed=7)
     build_tokenized(dataset, raw, root / "data" / "tokenized" / dataset, params)
     return root
 

@@ -78,7 +78,7 @@ class DvcProject:
     env: dict[str, str]
 
     @classmethod
-    def create(cls, base: Path, source: Path, hash_seed: str = "0") -> "DvcProject":
+    def create(cls, base: Path, source: Path, hash_seed: str = "0") -> DvcProject:
         """Copy ``source`` (a :func:`snapshot_project`) into ``base/repo``, commit it, ``dvc init``, commit again."""
         home, repo = base / "home", base / "repo"
         home.mkdir(parents=True)

@@ -49,10 +49,7 @@ def test_release_quoting_per_dataset():
 
 
 def test_real_rows_parse_to_documents():
-    content = (
-        '"3","Wall St. Bears Claw Back Into the Black (Reuters)","Reuters - Short-sellers, Wall Street\'s dwindling\\band"\n'
-        '"4","Title","multi\nline"\n'
-    )
+    content = '"3","Wall St. Bears Claw Back Into the Black (Reuters)","Reuters - Short-sellers, Wall Street\'s dwindling\\band"\n"4","Title","multi\nline"\n'
     documents = parse_release_csv("ag.csv", content, 4)
     assert documents[0] == Document(3, "Wall St. Bears Claw Back Into the Black (Reuters)", "Reuters - Short-sellers, Wall Street's dwindling\\band")
     assert documents[0].label == 2

@@ -13,24 +13,24 @@ import shutil
 import tarfile
 import threading
 import time
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
-from lstm_ptq.config import DownloadParams, RemoteSource
 from lstm_ptq.datasets import DATASETS, read_release_csv
 from lstm_ptq.download import materialize_bundled, run_download
 from lstm_ptq.errors import DataError, DownloadError, ParamError
+from lstm_ptq.settings import DownloadSettings, RemoteSource
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 SEED = 2025
 
 
-@lru_cache(maxsize=None)
+@cache
 def bundled_bytes(dataset: str, name: str) -> bytes:
     """A bundled release file, decompressed."""
     return gzip.decompress((BUNDLED / dataset / f"{name}.gz").read_bytes())
@@ -50,7 +50,7 @@ def assert_only_output_beside(out_dir: Path) -> None:
 
 def test_bundled_ag_news_is_the_decompressed_release(tmp_path):
     out_dir = tmp_path / "raw" / "ag_news"
-    run_download(DownloadParams("ag_news", "bundled", None, None, SEED), BUNDLED, out_dir)
+    run_download(DownloadSettings("ag_news", "bundled", None, None, SEED), BUNDLED, out_dir)
     assert snapshot(out_dir) == {
         "classes.txt": (BUNDLED / "ag_news" / "classes.txt").read_bytes(),
         "test.csv": bundled_bytes("ag_news", "test.csv"),
@@ -65,7 +65,7 @@ def lines(data: bytes) -> list[bytes]:
 
 def test_bundled_dbpedia_test_split_is_stratified_disjoint_and_in_file_order(tmp_path):
     out_dir = tmp_path / "raw" / "dbpedia"
-    run_download(DownloadParams("dbpedia", "bundled", None, 0.2, SEED), BUNDLED, out_dir)
+    run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, SEED), BUNDLED, out_dir)
     assert sorted(os.listdir(out_dir)) == ["classes.txt", "test.csv", "train.csv"]
     bundled = lines(bundled_bytes("dbpedia", "train.csv"))
     position = {row: i for i, row in enumerate(bundled)}
@@ -89,7 +89,7 @@ def test_bundled_dbpedia_test_split_is_stratified_disjoint_and_in_file_order(tmp
 def test_bundled_dbpedia_split_depends_only_on_the_seed(tmp_path):
     outputs = {}
     for name, seed in [("a", SEED), ("b", SEED), ("c", SEED + 1)]:
-        run_download(DownloadParams("dbpedia", "bundled", None, 0.2, seed), BUNDLED, tmp_path / name / "dbpedia")
+        run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, seed), BUNDLED, tmp_path / name / "dbpedia")
         outputs[name] = snapshot(tmp_path / name / "dbpedia")
     assert outputs["a"] == outputs["b"]
     assert outputs["a"]["test.csv"] != outputs["c"]["test.csv"]
@@ -97,7 +97,7 @@ def test_bundled_dbpedia_split_depends_only_on_the_seed(tmp_path):
 
 def test_bundled_dbpedia_without_a_test_fraction_is_a_param_error(tmp_path):
     with pytest.raises(ParamError, match=r"^download\.dbpedia\.bundled_test_fraction: required"):
-        run_download(DownloadParams("dbpedia", "bundled", None, None, SEED), BUNDLED, tmp_path / "dbpedia")
+        run_download(DownloadSettings("dbpedia", "bundled", None, None, SEED), BUNDLED, tmp_path / "dbpedia")
     assert os.listdir(tmp_path) == []
 
 
@@ -111,7 +111,7 @@ def bundled_copy(tmp_path) -> Path:
 @pytest.fixture
 def good_dbpedia(tmp_path, bundled_copy) -> Path:
     out_dir = tmp_path / "raw" / "dbpedia"
-    run_download(DownloadParams("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, out_dir)
+    run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, out_dir)
     return out_dir
 
 
@@ -121,11 +121,13 @@ def test_tampered_bundled_content_is_refused_by_sha256sums(bundled_copy, good_db
     content = bytearray(gzip.decompress(gz.read_bytes()))
     content[content.index(b"Christmas")] = ord("K")  # one byte of one title
     gz.write_bytes(gzip.compress(bytes(content)))
-    expected = re.escape(f"{gz}: decompressed SHA-256 ") + "[0-9a-f]{64}" + re.escape(
-        " does not match SHA256SUMS (74f8ecd051c3cfd167c8e9c3e69f976dcad12fd927be989c0f15bfba064d6cd9)"
+    expected = (
+        re.escape(f"{gz}: decompressed SHA-256 ")
+        + "[0-9a-f]{64}"
+        + re.escape(" does not match SHA256SUMS (74f8ecd051c3cfd167c8e9c3e69f976dcad12fd927be989c0f15bfba064d6cd9)")
     )
     with pytest.raises(DataError, match=f"^{expected}$"):
-        run_download(DownloadParams("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
+        run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
     assert snapshot(good_dbpedia) == before
     assert_only_output_beside(good_dbpedia)
 
@@ -144,7 +146,7 @@ def test_damaged_gzip_is_a_data_error(bundled_copy, good_dbpedia, damage, messag
     gz = bundled_copy / "dbpedia" / "train.csv.gz"
     gz.write_bytes(damage(gz.read_bytes()))
     with pytest.raises(DataError, match=f"^{re.escape(str(gz))}: not a valid gzip file .*{message}"):
-        run_download(DownloadParams("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
+        run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
     assert snapshot(good_dbpedia) == before
     assert_only_output_beside(good_dbpedia)
 
@@ -154,7 +156,7 @@ def test_file_missing_from_sha256sums_is_refused(bundled_copy, good_dbpedia):
     sums = bundled_copy / "SHA256SUMS"
     sums.write_text("".join(line for line in sums.read_text().splitlines(keepends=True) if "dbpedia/train.csv" not in line))
     with pytest.raises(DataError, match=f"^{re.escape(str(sums))}: no checksum listed for dbpedia/train.csv$"):
-        run_download(DownloadParams("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
+        run_download(DownloadSettings("dbpedia", "bundled", None, 0.2, SEED), bundled_copy, good_dbpedia)
     assert snapshot(good_dbpedia) == before
 
 
@@ -220,7 +222,7 @@ def serve(body: bytes, declared_length: int | None = None) -> Route:
 RELEASE_ROWS = {"train.csv": 300, "test.csv": 100}
 
 
-@lru_cache(maxsize=None)
+@cache
 def release_files() -> tuple[tuple[str, bytes], ...]:
     """ag_news_csv/* as in the real archive, made of the first real rows of the bundled files."""
     files = {name: b"".join(bundled_bytes("ag_news", name).splitlines(keepends=True)[:rows]) for name, rows in RELEASE_ROWS.items()}
@@ -249,8 +251,8 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def remote(url: str, digest: str, timeout_s: float = 5.0) -> DownloadParams:
-    return DownloadParams("ag_news", "remote", RemoteSource(url, digest, timeout_s), None, SEED)
+def remote(url: str, digest: str, timeout_s: float = 5.0) -> DownloadSettings:
+    return DownloadSettings("ag_news", "remote", RemoteSource(url, digest, timeout_s), None, SEED)
 
 
 EXPECTED_OUTPUT = {name: data for name, data in release_files() if name != "readme.txt"}
@@ -259,7 +261,7 @@ EXPECTED_OUTPUT = {name: data for name, data in release_files() if name != "read
 def test_remote_release_is_written_byte_for_byte(tmp_path, server):
     archive = release_archive()
     server.routes["/ag_news_csv.tgz"] = serve(archive)
-    params = DownloadParams.from_params(
+    params = DownloadSettings.from_params(
         {
             "seed": SEED,
             "download": {
@@ -299,7 +301,7 @@ def good_ag_news(tmp_path, server) -> Path:
     return out_dir
 
 
-def assert_refused(params: DownloadParams, out_dir: Path, message: str, error: type[Exception] = DownloadError) -> None:
+def assert_refused(params: DownloadSettings, out_dir: Path, message: str, error: type[Exception] = DownloadError) -> None:
     with pytest.raises(error, match=message):
         run_download(params, BUNDLED, out_dir)
     assert snapshot(out_dir) == EXPECTED_OUTPUT
@@ -446,5 +448,5 @@ def test_bundled_extra_train_rows_join_the_training_split_only(tmp_path: Path) -
     base = read_bundled_csv(bundled, spec, "train.csv")
     extra = read_bundled_csv(bundled, spec, spec.extra_train_file)
     assert train == base + extra and len(extra) == 15895
-    assert all(doc.title == "" for doc in train[len(base):])
+    assert all(doc.title == "" for doc in train[len(base) :])
     assert (tmp_path / "test.csv").read_bytes() == gzip.decompress((bundled / "ag_news" / "test.csv.gz").read_bytes())

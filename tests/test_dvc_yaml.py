@@ -1,62 +1,125 @@
-"""dvc.yaml lists, for every stage, all the package code its script runs: a change to any of it reruns the stage."""
+"""dvc.yaml is generated, and every stage declares exactly the params keys and package code its script reads.
+
+The keys are checked against DVC's own reading of dvc.yaml (its resolved stages), independently of the
+generator's templating: for every concrete stage, its script's ``read_settings`` runs on a recording view
+of params.yaml with the stage's own argv, and the recorded keys must equal the declared ones.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import runpy
+import shlex
 import sys
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# Modules that cannot change a stage's outputs: the package marker, exception classes, argv plumbing.
-NOT_OUTPUT_AFFECTING = {"src/lstm_ptq/__init__.py", "src/lstm_ptq/errors.py", "src/lstm_ptq/cli.py"}
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import generate_dvc_yaml as generator  # noqa: E402
+
+from lstm_ptq.settings import ReadRecorder, load_params, minimal_reads  # noqa: E402
 
 
-def imported_sources(script: str) -> set[str]:
-    """Package files a stage script imports (run with --help, which exits after the imports)."""
+@cache
+def generated() -> str:
+    return generator.generate()
+
+
+@cache
+def resolved_stages() -> dict[str, tuple[str, list[str]]]:
+    """Every concrete stage of dvc.yaml as DVC resolves it: name -> (cmd, declared params keys)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        return {
+            stage.addressing: (stage.cmd, sorted(key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params))
+            for stage in repo.index.stages
+        }
+
+
+@cache
+def stage_module(script: str) -> dict[str, Any]:
+    return runpy.run_path(str(REPO / script), run_name="stage_module")
+
+
+def read_keys(cmd: str, params: dict[str, Any]) -> list[str]:
+    """The params keys the stage command's ``read_settings`` reads."""
+    argv = shlex.split(cmd)
+    assert argv[0] == "python" and argv[1].startswith("stages/"), cmd
+    module = stage_module(argv[1])
+    recorder = ReadRecorder(params)
+    module["read_settings"](module["parser"].parse_args(argv[2:]), recorder)
+    return minimal_reads(recorder.reads)
+
+
+def key_mismatch(declared: list[str], read: list[str]) -> tuple[list[str], list[str]]:
+    """(read but not declared, declared but not read)."""
+    return sorted(set(read) - set(declared)), sorted(set(declared) - set(read))
+
+
+def test_committed_dvc_yaml_is_the_generators_output() -> None:
+    assert (REPO / "dvc.yaml").read_text(encoding="utf-8") == generated(), "dvc.yaml is out of date: run `./run python scripts/generate_dvc_yaml.py`"
+
+
+def test_every_resolved_stage_declares_exactly_the_keys_its_code_reads() -> None:
+    params = load_params(REPO / "params.yaml")
+    stages = resolved_stages()
+    assert len(stages) > 250  # the whole grid, both trees
+    problems = {}
+    for name, (cmd, declared) in stages.items():
+        undeclared, unread = key_mismatch(declared, read_keys(cmd, params))
+        if undeclared or unread:
+            problems[name] = {"read but not declared": undeclared, "declared but not read": unread}
+    assert problems == {}
+
+
+def test_the_key_check_fails_when_a_declared_key_is_removed_or_added() -> None:
+    params = load_params(REPO / "params.yaml")
+    cmd, declared = resolved_stages()["calibrate@ag_news-generative-3-class_conditional"]
+    read = read_keys(cmd, params)
+    assert "quantization.cell_state_bit_width" in declared and key_mismatch(declared, read) == ([], [])
+    without = [k for k in declared if k != "quantization.cell_state_bit_width"]
+    assert key_mismatch(without, read) == (["quantization.cell_state_bit_width"], [])
+    assert key_mismatch(declared + ["noise.levels"], read) == ([], ["noise.levels"])
+
+
+def test_generated_stage_deps_cover_every_module_their_script_imports() -> None:
+    """The static import analysis the generator uses agrees with what a real import of the script loads."""
+    import subprocess
+
     probe = (
         "import runpy, sys\n"
-        f"sys.argv = [{script!r}, '--help']\n"
-        "try:\n"
-        f"    runpy.run_path({script!r}, run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "runpy.run_path('stages/calibrate.py', run_name='stage_module')\n"
         "print('\\n'.join(m.__file__ for n, m in list(sys.modules.items()) if n.startswith('lstm_ptq') and getattr(m, '__file__', None)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "BREVITAS_JIT": "0"}
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
-    return {Path(line).resolve().relative_to(REPO).as_posix() for line in out.splitlines() if line.endswith(".py")}
+    imported = {Path(line).resolve().relative_to(REPO).as_posix() for line in out.splitlines() if line.endswith(".py")}
+    assert generator.imported_sources("stages/calibrate.py") == imported
+    deps = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["calibrate"]["deps"]
+    missing = [f for f in imported - generator.NOT_OUTPUT_AFFECTING if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert missing == []
+    assert "src/lstm_ptq/plots.py" not in deps  # a cell stage does not rerun when a figure changes
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_cover_the_code_it_imports(stage: str) -> None:
-    definition = STAGES[stage]
-    script = definition["cmd"].split()[1]
-    deps = {str(d).rstrip("/") for d in definition["deps"]}
-    assert script in deps, f"{stage}: its own script {script} is not a dependency"
-    imported = imported_sources(script) - NOT_OUTPUT_AFFECTING
-    assert imported, f"{script} imports nothing from lstm_ptq"
-    missing = sorted(f for f in imported if not any(f == d or f.startswith(d + "/") for d in deps))
-    assert not missing, f"dvc.yaml stage {stage!r} does not depend on {missing}"
+@pytest.mark.parametrize("stage", [s for s in generator.VARIANT.stages])
+def test_variant_stages_run_the_main_script_on_the_variant_tree(stage: str) -> None:
+    stages = yaml.safe_load(generated())["stages"]
+    base, variant = stages[stage], stages[generator.VARIANT.name(stage)]
+    assert variant["cmd"].split()[:2] == base["cmd"].split()[:2] and variant["cmd"].endswith("--root variants/noise_trained")
+    code = lambda entry: [d for d in entry["deps"] if d.startswith(("src/", "stages/"))]  # noqa: E731
+    assert code(variant) == code(base)
+    assert variant["params"] == [p.replace("${item.model_type}", "generative") for p in base.get("params", [])]
+    assert all(d.startswith(("src/", "stages/", "variants/noise_trained/")) for d in variant["deps"])
 
 
-VARIANT_OF = {"noise_train": "train"} | {
-    f"noise_train_{name}": name
-    for name in ("evaluate", "noise_float", "calibration_sets", "activation_ranges", "quantize", "calibrate", "noise_quantized")
-}
-
-
-@pytest.mark.parametrize("variant", sorted(VARIANT_OF))
-def test_variant_stages_track_the_stage_they_copy(variant: str) -> None:
-    """The noise-trained tree's stages run the main stages' scripts with ``--root``: the same script, code
-    dependencies and params (model type fixed to generative), so a key added to one is not missed in the other."""
-    base, copy = STAGES[VARIANT_OF[variant]], STAGES[variant]
-    assert copy["cmd"].split()[:2] == base["cmd"].split()[:2] and copy["cmd"].endswith("--root variants/noise_trained")
-    code = lambda stage: sorted(d for d in stage["deps"] if d.startswith(("src/", "stages/")))  # noqa: E731
-    assert code(copy) == code(base)
-    assert copy["params"] == [p.replace("${item.model_type}", "generative") for p in base["params"]]
-    assert all(d.startswith(("src/", "stages/", "variants/noise_trained/")) for d in copy["deps"])
+def test_only_the_summary_is_a_dvc_metric() -> None:
+    document = yaml.safe_load(generated())
+    assert document["metrics"] == ["metrics/summary.json"]
+    assert all("metrics" not in stage for stage in document["stages"].values())

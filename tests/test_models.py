@@ -13,6 +13,7 @@ from lstm_ptq.artifacts import load_torch
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.evaluation import batch_tensors, length_sorted_batches
 from lstm_ptq.models import (
+    DecoderParts,
     DiscriminativeLSTM,
     GenerativeLSTM,
     ModelConfig,
@@ -22,9 +23,8 @@ from lstm_ptq.models import (
     generative_label_losses_naive,
     label_losses_fast,
     load_model,
+    save_state_dict,
 )
-from lstm_ptq.models import DecoderParts
-from lstm_ptq.models import save_state_dict
 from lstm_ptq.preprocess import load_split, load_vocabulary
 from lstm_ptq.text import BOS_ID, EOS_ID, PAD_ID
 
@@ -80,7 +80,7 @@ def test_fast_label_losses_match_the_direct_softmax_for_any_chunking(chunk: int)
 def test_fast_label_losses_survive_labels_whose_logits_underflow() -> None:
     """exp(a - max a) * exp(b_y - max b_y) underflows to 0 for every word when a and b_y peak at
     different words by > 100 nats; those rows fall back to the exact log-sum-exp."""
-    vocab, classes = 50, 2
+    vocab = 50
     weight_h = torch.zeros(vocab, 1)
     weight_h[3] = 1.0  # a: 0 everywhere, 200 at word 3 (h = 200)
     weight_l = torch.full((vocab, 1), -200.0)

@@ -2,15 +2,16 @@
 
 import math
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-
+import yaml
 from conftest import BUNDLED, bundled_rows
+
 from lstm_ptq.artifacts import load_arrays, read_json
-from lstm_ptq.config import TokenizeParams
 from lstm_ptq.datasets import DATASETS, Document, format_release_csv, read_release_csv
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.noise import (
@@ -20,7 +21,6 @@ from lstm_ptq.noise import (
     QWERTY_NEIGHBOURS,
     STATS_FILE,
     CharVocabulary,
-    NoiseParams,
     build_char_vocabulary,
     build_noisy_test_sets,
     corrupt_levels,
@@ -31,6 +31,7 @@ from lstm_ptq.noise import (
     noise_model,
 )
 from lstm_ptq.preprocess import build_tokenized, load_split, load_vocabulary
+from lstm_ptq.settings import GridSettings, NoiseSettings, TokenizeSettings, load_params
 from lstm_ptq.text import UNK_ID, clean_text, document_text, tokenize
 
 UNIFORM, QWERTY = NOISE_MODELS["uniform_substitution"], NOISE_MODELS["qwerty_typo"]
@@ -154,7 +155,15 @@ def test_noise_is_deterministic_and_independent_of_document_order(corpus):
 
 def test_qwerty_neighbours_are_adjacent_keys(corpus):
     expected = {  # read off a keyboard
-        "q": "12wa", "a": "qwsz", "s": "weadzx", "g": "tyfhvb", "p": "0ol", "m": "njk", "z": "asx", "1": "2q", "5": "46rt",
+        "q": "12wa",
+        "a": "qwsz",
+        "s": "weadzx",
+        "g": "tyfhvb",
+        "p": "0ol",
+        "m": "njk",
+        "z": "asx",
+        "1": "2q",
+        "5": "46rt",
     }
     for key, near in expected.items():
         assert set(QWERTY_NEIGHBOURS[key]) == set(near), key
@@ -167,7 +176,7 @@ def test_qwerty_neighbours_are_adjacent_keys(corpus):
 
     texts, vocabulary = corpus
     for text, (typo,) in zip(texts[:300], corrupt_corpus(texts[:300], [1.0], QWERTY, vocabulary)):
-        for i, (old, new) in enumerate(zip(text, typo)):
+        for old, new in zip(text, typo):
             if old in QWERTY_NEIGHBOURS:
                 assert new in QWERTY_NEIGHBOURS[old], (old, new)
                 assert new.isupper() == old.isupper() or new.isdigit() or old.isdigit()
@@ -199,28 +208,63 @@ def test_unknown_noise_model_and_empty_vocabulary_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def noise_params(**noise):
-    return {"seed": 11, "noise": {"levels": list(DEFAULT_LEVELS), "models": ["uniform_substitution", "qwerty_typo"], **noise}}
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_noise_params_are_validated_with_their_key():
-    params = NoiseParams.from_params(noise_params())
-    assert params == NoiseParams(DEFAULT_LEVELS, ("uniform_substitution", "qwerty_typo"), 11)
-    assert NoiseParams.from_params(noise_params(seed=3)).seed == 3
+def noise_params(seed: int = 11, **noise) -> dict:
+    """params.yaml with the ``noise`` section (and the top-level seed) replaced."""
+    params = load_params(REPO / "params.yaml")
+    params["seed"] = seed
+    params["noise"] = {"levels": list(DEFAULT_LEVELS), **noise}
+    return params
+
+
+def test_noise_settings_are_validated_with_their_key():
+    settings = NoiseSettings.from_params(noise_params())
+    assert settings == NoiseSettings(DEFAULT_LEVELS, 11)
+    assert NoiseSettings.from_params(noise_params(seed=3)).seed == 3  # the noise seed is the top-level seed
     bad = [
         (noise_params(levels=[0.0, 1.5]), r"noise.levels\[1\]: 1.5 is not a noise level in \[0, 1\]"),
         (noise_params(levels=[0.0, -0.1]), r"noise.levels\[1\]: -0.1"),
         (noise_params(levels=[0.01, 0.01]), r"noise.levels: .* repeats a noise level"),
         (noise_params(levels=[]), r"noise.levels: \[\] is not a non-empty list"),
         (noise_params(levels=0.1), r"noise.levels: 0.1 is not a list"),
-        (noise_params(models=["uniform_substitution", "typo"]), r"noise.models\[1\]: unknown noise model 'typo'"),
-        (noise_params(models=[]), r"noise.models: empty"),
-        (noise_params(seed=-1), r"noise.seed: -1 must be >= 0"),
+        (noise_params(seed=-1), r"^seed: -1 must be >= 0"),
         ({"seed": 11}, r"noise: missing from params.yaml"),
     ]
     for params, message in bad:
         with pytest.raises(ParamError, match=message):
-            NoiseParams.from_params(params)
+            NoiseSettings.from_params(params)
+
+
+def test_noise_models_are_validated_in_the_grid():
+    """The noise models are an axis of the study: ``grid.noise_models`` (formerly ``noise.models``)."""
+    params = noise_params()
+    assert GridSettings.from_params(params).noise_models == tuple(params["grid"]["noise_models"])
+    for models, message in (
+        (["uniform_substitution", "typo"], r"grid.noise_models\[1\]: unknown noise model 'typo'"),
+        ([], r"grid.noise_models: empty"),
+        (["uniform_substitution", "uniform_substitution"], r"grid.noise_models: .* repeats an entry"),
+    ):
+        params["grid"]["noise_models"] = models
+        with pytest.raises(ParamError, match=message):
+            GridSettings.from_params(params)
+
+
+def test_a_separate_noise_seed_is_rejected_as_an_unknown_key(tmp_path):
+    """There is no ``noise.seed`` any more (the top-level seed draws the corruption): params.yaml with one
+    is refused as a whole, naming the key, before any stage reads it. ``noise.models`` moved to the grid."""
+    params = noise_params()
+    params["noise"]["seed"] = 3
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    with pytest.raises(ParamError, match=rf"^{re.escape(str(path))}: noise\.seed: unknown key"):
+        load_params(path)
+    del params["noise"]["seed"]
+    params["noise"]["models"] = ["uniform_substitution"]
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    with pytest.raises(ParamError, match=r"noise\.models: unknown key"):
+        load_params(path)
 
 
 # --- noisy test sets -----------------------------------------------------------------------------
@@ -304,7 +348,7 @@ def crafted_project(tmp_path_factory) -> Path:
     (raw / "train.csv").write_text(format_release_csv(train, spec), encoding="utf-8")
     (raw / "test.csv").write_text(format_release_csv(test, spec), encoding="utf-8")
     (raw / "classes.txt").write_bytes((BUNDLED / "ag_news" / "classes.txt").read_bytes())
-    params = TokenizeParams(lowercase=True, max_vocab_size=3000, min_freq=1, max_length=30, valid_fraction=0.2, seed=7)
+    params = TokenizeSettings(lowercase=True, max_vocab_size=3000, min_freq=1, max_length=30, valid_fraction=0.2, seed=7)
     build_tokenized("ag_news", raw, root / "tokenized", params)
     return root
 
@@ -338,7 +382,11 @@ def test_documents_emptied_by_noise_are_kept_as_unknown(crafted_project, tmp_pat
         texts = [corrupt_text(document_text(docs[r].title, docs[r].text), eps, UNIFORM, chars, SEED, int(r)) for r in clean.source_rows]
         expected = [[vocabulary.index.get(t, UNK_ID) for t in doc][:30] or [UNK_ID] for doc in tokenize(clean_text(t) for t in texts)]
         assert [row[:n].tolist() for row, n in zip(split.tokens, split.lengths)] == expected, eps
-    emptied = [i for i, r in enumerate(clean.source_rows) if docs[r].title == "x" and not any(ch.isalnum() for ch in corrupt_text("x", 1.0, UNIFORM, chars, SEED, int(r)))]
+    emptied = [
+        i
+        for i, r in enumerate(clean.source_rows)
+        if docs[r].title == "x" and not any(ch.isalnum() for ch in corrupt_text("x", 1.0, UNIFORM, chars, SEED, int(r)))
+    ]
     assert emptied and stats["levels"]["1"]["empty_after_cleaning"] >= len(emptied)
     assert stats["levels"]["0"]["empty_after_cleaning"] == 0
     noisy = load_noisy_split(tmp_path / "noisy", 1.0)

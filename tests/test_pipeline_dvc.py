@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from dvc_project import DvcProject, hash_files, ran_stages, snapshot_project
 
 pytestmark = pytest.mark.slow
@@ -49,7 +48,7 @@ class Reproduced:
 
 def reproduce(base: Path, source: Path, hash_seed: str) -> Reproduced:
     project = DvcProject.create(base, source, hash_seed=hash_seed)
-    datasets = tuple(project.params()["datasets"])
+    datasets = tuple(project.params()["grid"]["datasets"])
     assert {"ag_news", "dbpedia"} <= set(datasets)
     output = project.dvc("repro", "tokenize")
     outs = [f"data/{kind}/{d}" for kind in ("raw", "tokenized") for d in datasets]
@@ -93,6 +92,7 @@ def test_repro_builds_every_data_output(first: Reproduced) -> None:
         assert metrics["dataset"] == dataset
         assert metrics["vocab_size"] == len(vocabulary(first.project, dataset)) > 4
     assert pipeline_status(first) == {}
+
 
 def test_second_repro_runs_nothing(first: Reproduced) -> None:
     before = hash_files(first.project.root, *first.raw_outs, *first.tokenized_outs, *first.metric_files)

@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from dvc_project import DvcProject, ran_stages, snapshot_project
 
 pytestmark = pytest.mark.slow
 
 
 def tiny_profile(params: dict) -> dict:
-    params["datasets"] = ["dbpedia"]
+    params["grid"].update(
+        {
+            "datasets": ["dbpedia"],
+            "bit_widths": [4],
+            "calibration_schemes": ["class_conditional"],
+            "noise_models": ["uniform_substitution"],
+            "noise_quantized_schemes": ["class_conditional"],
+            "noise_quantized_noise_models": ["uniform_substitution"],
+            "noise_trained_datasets": ["dbpedia"],
+        }
+    )
     params["tokenize"].update({"max_vocab_size": 400, "max_length": 24})
     params["model"] = {"embedding_dim": 8, "hidden_size": 8, "num_layers": 1, "label_embedding_dim": 4}
     params["train"].update({"max_epochs": 1, "patience": 1, "train_accuracy_rows": 100, "discriminative": {}, "generative": {"max_epochs": 1}})
-    params["noise"].update({"levels": [0, 0.1], "models": ["uniform_substitution"]})
-    params["quantization"]["bit_widths"] = [4]
-    params["calibration"].update({"schemes": ["class_conditional"], "gpfq_documents": 64})
-    params["noise_quantized"].update({"schemes": ["class_conditional"], "test_documents": 200})
-    params["noise_training"].update({"datasets": ["dbpedia"]})
+    params["noise"]["levels"] = [0, 0.1]
+    params["final_layer"]["documents"] = 64
+    params["noise_quantized"]["test_documents"] = 200
     return params
 
 
@@ -46,7 +54,7 @@ def test_every_stage_runs_once_in_dependency_order(tiny: tuple[DvcProject, str])
     project, output = tiny
     listed = set(project.dvc("stage", "list", "--name-only").split())
     ran = ran_stages(output)
-    assert sorted(ran) == sorted(listed) and len(listed) == 32
+    assert sorted(ran) == sorted(listed) and len(listed) == 33
     order = {name: i for i, name in enumerate(ran)}
     for before, after in [
         ("calibrate@dbpedia-generative-4-class_conditional", "noise_quantized@dbpedia-generative-4-class_conditional-uniform_substitution"),
@@ -54,6 +62,7 @@ def test_every_stage_runs_once_in_dependency_order(tiny: tuple[DvcProject, str])
         ("noise_train@dbpedia", "noise_train_calibrate@dbpedia-4"),
         ("noise_train_noise_quantized@dbpedia-4", "figure16"),
         ("noise_quantized@dbpedia-generative-4-class_conditional-uniform_substitution", "noise_report"),
+        ("calibrate@dbpedia-discriminative-4-class_conditional", "summary"),
     ]:
         assert order[before] < order[after], (before, after)
 
@@ -96,23 +105,61 @@ def _nodes(node: Any, match: Callable[[Any], bool]) -> Iterator[Any]:
 
 
 def test_exp_run_reruns_only_the_changed_cells_and_exp_show_compares_them(tiny: tuple[DvcProject, str]) -> None:
-    """The README's worked example on the tiny profile: an experiment without GPFQ next to the committed baseline."""
+    """The README's worked example on the tiny profile: an experiment without GPFQ next to the committed
+    baseline; ``dvc exp show`` lists the params and the summary metrics only (not every cell's JSON)."""
     project, _ = tiny
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "baseline results")
-    ran = ran_stages(project.dvc("exp", "run", "-n", "no-gpfq", "-S", "calibration.final_layer_algorithm=none"))
+    ran = ran_stages(project.dvc("exp", "run", "-n", "no-gpfq", "-S", "final_layer.algorithm=none"))
     assert "calibrate@dbpedia-generative-4-class_conditional" in ran and "noise_train_calibrate@dbpedia-4" in ran
     untouched = [s for s in ran if s.split("@")[0] in {"download", "tokenize", "train", "evaluate", "quantize", "activation_ranges", "noise_train"}]
     assert untouched == [], untouched
+    cell = json.loads((project.root / "metrics/calibrate/dbpedia/generative/w4/class_conditional.json").read_text())
+    assert cell["final_layer_algorithm"] == "none"  # the workspace holds the experiment's results
 
-    cell = "metrics/calibrate/dbpedia/generative/w4/class_conditional.json"
     shown = json.loads(project.dvc("exp", "show", "--json"))
     baseline = next(entry for entry in shown if entry.get("rev") != "workspace")  # the committed HEAD
     experiment = next(_nodes(baseline.get("experiments"), lambda n: isinstance(n, dict) and n.get("name") == "no-gpfq"))
-    metrics = {}
+    columns = {}
     for label, tree in (("baseline", baseline["data"]), ("no-gpfq", experiment)):
-        files = next(_nodes(tree, lambda n: isinstance(n, dict) and cell in n and isinstance(n[cell], dict) and "data" in n[cell]))
-        metrics[label] = files[cell]["data"]
-    assert metrics["baseline"]["final_layer_algorithm"] == "gpfq"
-    assert metrics["no-gpfq"]["final_layer_algorithm"] == "none"
-    assert "gpfq_changed_weight_fraction" in metrics["baseline"]
+        params = next(_nodes(tree, lambda n: isinstance(n, dict) and "params.yaml" in n))["params.yaml"]["data"]
+        metrics = next(_nodes(tree, lambda n: isinstance(n, dict) and "metrics/summary.json" in n))
+        columns[label] = (params["final_layer"]["algorithm"], metrics)
+    assert columns["baseline"][0] == "gpfq" and columns["no-gpfq"][0] == "none"
+    for _, metrics in columns.values():
+        assert set(metrics) == {"metrics/summary.json"}  # the only metric file
+        summary = metrics["metrics/summary.json"]["data"]
+        assert set(summary["dbpedia"]["generative"]) == {"float", "w4"} and 0.0 <= summary["dbpedia"]["generative"]["w4"]["class_conditional"] <= 1.0
+
+
+NEW_SCHEME = """
+def _first_rows(ctx: CalibrationContext) -> np.ndarray:
+    return np.arange(ctx.size)
+
+
+SCHEMES["first_rows"] = Scheme(_first_rows)
+"""
+
+
+def test_a_new_calibration_scheme_is_one_registry_entry_and_a_params_edit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue: adding a scheme touches one place in the code. A registry entry appended to calibration.py
+    and the name added to ``grid.calibration_schemes`` give its calibrate cells, its grid rows and its
+    Figure 11 series, with nothing else edited."""
+    snapshot = snapshot_project(tmp_path_factory.mktemp("snapshot") / "project")
+    project = DvcProject.create(tmp_path_factory.mktemp("scheme"), snapshot)
+    params = tiny_profile(project.params())
+    params["grid"]["noise_trained_datasets"] = ["dbpedia"]
+    params["grid"]["calibration_schemes"] = ["class_conditional", "first_rows"]
+    project.set_params(params)
+    with open(project.root / "src/lstm_ptq/calibration.py", "a", encoding="utf-8") as handle:
+        handle.write(NEW_SCHEME)
+    project.run("git", "commit", "-q", "-am", "a new calibration scheme")
+    ran = ran_stages(project.dvc("repro", "ptq_report"))
+    assert "calibrate@dbpedia-generative-4-first_rows" in ran and "activation_ranges@dbpedia-discriminative-first_rows" in ran
+    cell = json.loads((project.root / "metrics/calibrate/dbpedia/generative/w4/first_rows.json").read_text())
+    assert cell["calibration_scheme"] == "first_rows" and 0.0 <= cell["accuracy"] <= 1.0
+    with open(project.root / "metrics/ptq_grid.csv", newline="") as handle:
+        schemes = {row["calibration_scheme"] for row in csv.DictReader(handle)}
+    assert schemes == {"class_conditional", "first_rows"}
+    with open(project.root / "plots/ptq/figure11_dbpedia_generative.csv", newline="") as handle:
+        assert "first_rows" in next(csv.reader(handle))

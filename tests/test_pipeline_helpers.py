@@ -60,7 +60,7 @@ def test_write_frame_writes_what_the_csv_module_wrote(tmp_path: Path) -> None:
     """Object frames keep every value as written by csv.DictWriter: None empty, floats as repr,
     ints as ints even beside missing values, quoting where needed."""
     rows = [
-        {"dataset": "ag_news", "bit_width": 8, "accuracy": 0.8125, "error": None, "tiny": 1e-05, "name": "Sci/Tech, \"quoted\"", "flag": True},
+        {"dataset": "ag_news", "bit_width": 8, "accuracy": 0.8125, "error": None, "tiny": 1e-05, "name": 'Sci/Tech, "quoted"', "flag": True},
         {"dataset": "dbpedia", "bit_width": 3, "accuracy": 1.0, "error": 0.1 + 0.2, "tiny": None, "name": "plain", "flag": False},
         {"dataset": "dbpedia", "bit_width": None, "accuracy": 0.333333, "error": 12345678.9, "tiny": 2.5e-10, "name": "", "flag": None},
     ]
@@ -80,7 +80,9 @@ def test_evenly_spaced_on_known_inputs() -> None:
 
 
 def test_split_subset_indexes_every_array_alike() -> None:
-    split = EncodedSplit(np.arange(12, dtype=np.int32).reshape(4, 3), np.array([3, 2, 1, 3], dtype=np.int32), np.array([0, 1, 2, 3]), np.array([10, 11, 12, 13], dtype=np.int32))
+    split = EncodedSplit(
+        np.arange(12, dtype=np.int32).reshape(4, 3), np.array([3, 2, 1, 3], dtype=np.int32), np.array([0, 1, 2, 3]), np.array([10, 11, 12, 13], dtype=np.int32)
+    )
     part = split.subset(np.array([3, 1]))
     assert part.tokens.tolist() == [[9, 10, 11], [3, 4, 5]] and part.lengths.tolist() == [3, 2]
     assert part.labels.tolist() == [3, 1] and part.source_rows.tolist() == [13, 11] and len(part) == 2
@@ -110,7 +112,9 @@ def test_one_paths_object_holds_every_output() -> None:
     paths = ProjectPaths(Path("root"))
     assert paths.ptq_grid() == Path("root/metrics/ptq_grid.csv")
     assert paths.noise_grid() == Path("root/metrics/noise_grid.csv")
-    assert paths.calibrate_metrics("ag_news", "generative", 4, "class_conditional") == Path("root/metrics/calibrate/ag_news/generative/w4/class_conditional.json")
+    assert paths.calibrate_metrics("ag_news", "generative", 4, "class_conditional") == Path(
+        "root/metrics/calibrate/ag_news/generative/w4/class_conditional.json"
+    )
     assert paths.calibration_rows("ag_news", "generative") == Path("root/data/calibration/ag_news/generative/rows.npz")
     assert paths.noise_trained() == ProjectPaths(Path("root") / VARIANT_ROOT)
     assert paths.noise_trained().tokenized("ag_news") == Path("root/variants/noise_trained/data/tokenized/ag_news")

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from lstm_ptq.artifacts import read_json
-from lstm_ptq.config import TokenizeParams
 from lstm_ptq.datasets import DATASETS, Document, format_release_csv, parse_release_csv
 from lstm_ptq.errors import DataError
 from lstm_ptq.preprocess import SPLITS, build_tokenized, load_split, load_vocabulary, tokenize_documents
+from lstm_ptq.settings import TokenizeSettings
 from lstm_ptq.text import PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 AG = DATASETS["ag_news"]
-PARAMS = TokenizeParams(lowercase=True, max_vocab_size=100_000, min_freq=2, max_length=24, valid_fraction=0.2, seed=2025)
+PARAMS = TokenizeSettings(lowercase=True, max_vocab_size=100_000, min_freq=2, max_length=24, valid_fraction=0.2, seed=2025)
 EMPTY_AFTER_CLEANING = Document(2, "!!!", "?! ... --")
 TRAIN_EMPTY_ROW, TEST_EMPTY_ROW = 10, 5
 
@@ -145,7 +145,7 @@ def test_stats_match_the_arrays(raw_dir, built):
 
 
 def test_lowercase_off_keeps_case_in_the_vocabulary(raw_dir, tmp_path):
-    params = TokenizeParams(False, 100_000, 2, 24, 0.2, 2025)
+    params = TokenizeSettings(False, 100_000, 2, 24, 0.2, 2025)
     build_tokenized("ag_news", raw_dir, tmp_path / "ag_news", params)
     tokens = load_vocabulary(tmp_path / "ag_news").tokens
     assert "Reuters" in tokens and "reuters" not in tokens

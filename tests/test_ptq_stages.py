@@ -3,39 +3,46 @@ calibrate (+GPFQ) -> evaluate -> report."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import io
 import os
+import runpy
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
+from test_training import clone_project, small_params
 
 from lstm_ptq.artifacts import load_arrays, read_json
+from lstm_ptq.cli import run_stage
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.models import ModelConfig
-from lstm_ptq.noise_training import NoiseTrainingParams
 from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
-from lstm_ptq.pipeline.float import evaluate_stage, float_noise_stage, train_stage
-from lstm_ptq.pipeline.noise import QuantNoiseParams, build_noise_trained_data, quantized_noise_stage
-from lstm_ptq.pipeline.ptq import (
-    GRID_COLUMNS,
-    activation_ranges_stage,
-    calibrate_stage,
-    calibration_params,
-    calibration_sets_stage,
-    ptq_report_stage,
-    quantize_stage,
-)
+from lstm_ptq.pipeline.noise import build_noise_trained_data, quantized_noise_stage
+from lstm_ptq.pipeline.ptq import calibrate_stage, calibration_sets_stage, quantize_stage
+from lstm_ptq.pipeline.reports import GRID_COLUMNS
 from lstm_ptq.preprocess import evenly_spaced, load_split
-from lstm_ptq.quantization import QuantSpec, is_calibrated, load_quantized
-from test_training import clone_project, small_params
+from lstm_ptq.quantization import is_calibrated, load_quantized
+from lstm_ptq.settings import (
+    CalibrationSettings,
+    FinalLayerSettings,
+    GridSettings,
+    NoiseQuantizedSettings,
+    NoiseTrainingSettings,
+    QuantizationSettings,
+    load_params,
+    validate_params,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMES = ["class_unconditional", "class_conditional", "classes_1", "pseudo_class_conditional"]
@@ -43,26 +50,61 @@ SCHEMES = ["class_unconditional", "class_conditional", "classes_1", "pseudo_clas
 
 def ptq_params() -> dict:
     params = small_params(learning_rate=0.01)
-    params["quantization"] = {"bit_widths": [8, 3], "act_high_percentile": 99.99, "weight_scaling": "minmax", "weight_high_percentile": 99.99, "act_narrow_range": True}
-    params["calibration"] = {"schemes": SCHEMES, "fraction": 0.25, "final_layer_algorithm": "gpfq", "batch_size": 32, "error_batches": 2, "gpfq_batch_size": 64, "gpfq_documents": 100}
+    params["grid"].update({"datasets": ["ag_news"], "bit_widths": [8, 3], "calibration_schemes": SCHEMES})
+    params["quantization"] = {
+        "act_high_percentile": 99.99,
+        "weight_scaling": "minmax",
+        "weight_high_percentile": 99.99,
+        "act_narrow_range": True,
+        "cell_state_bit_width": None,
+    }
+    params["calibration"] = {"fraction": 0.25, "batch_size": 32}
+    params["final_layer"] = {"algorithm": "gpfq", "batch_size": 64, "documents": 100, "error_batches": 2}
+    validate_params(params)  # every key is one params.yaml may hold
     return params
+
+
+@cache
+def stage_script(name: str) -> dict[str, Any]:
+    """The namespace of stages/<name>.py: its ``parser``, ``read_settings`` and ``main``."""
+    return runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="stage")
+
+
+def run_in_process(name: str, params_file: Path, root: Path, *items: object) -> None:
+    """A stage exactly as its dvc.yaml command runs it (argv, params file validated as a whole, the
+    script's settings), in this process; its error message is shown if it fails."""
+    script = stage_script(name)
+    argv = [*map(str, items), "--params", str(params_file), "--root", str(root)]
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            run_stage(script["parser"], script["read_settings"], script["main"], argv)
+    except SystemExit as exc:
+        raise AssertionError(f"{name} {' '.join(argv)} exited {exc.code}: {stderr.getvalue()}") from None
+
+
+def settings_of(name: str, params: dict, *items: object) -> Any:
+    """What stages/<name>.py reads from ``params`` for these matrix items: the stage body's settings."""
+    script = stage_script(name)
+    return script["read_settings"](script["parser"].parse_args([str(item) for item in items]), params)
 
 
 @pytest.fixture(scope="module")
 def grid(small_ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     params = ptq_params()
     root = clone_project(small_ag_news, tmp_path_factory.mktemp("ptq") / "project", params)
+    params_file = root / "params.yaml"
     for model_type in ("discriminative", "generative"):
-        train_stage(params, "ag_news", model_type, root)
-        evaluate_stage(params, "ag_news", model_type, root)
-        calibration_sets_stage(params, "ag_news", model_type, root)
+        run_in_process("train", params_file, root, "ag_news", model_type)
+        run_in_process("evaluate", params_file, root, "ag_news", model_type)
+        run_in_process("calibration_sets", params_file, root, "ag_news", model_type)
         for scheme in SCHEMES:
-            activation_ranges_stage(params, "ag_news", model_type, scheme, root)
+            run_in_process("activation_ranges", params_file, root, "ag_news", model_type, scheme)
         for bit_width in (8, 3):
-            quantize_stage(params, "ag_news", model_type, bit_width, root)
+            run_in_process("quantize", params_file, root, "ag_news", model_type, bit_width)
             for scheme in SCHEMES:
-                calibrate_stage(params, "ag_news", model_type, bit_width, scheme, root)
-    ptq_report_stage(root, ["ag_news"], ["discriminative", "generative"], [8, 3], SCHEMES)
+                run_in_process("calibrate", params_file, root, "ag_news", model_type, bit_width, scheme)
+    run_in_process("ptq_report", params_file, root)
     return root, params
 
 
@@ -96,7 +138,9 @@ def test_every_cell_has_metrics_and_a_calibrated_checkpoint(grid: tuple[Path, di
                 assert metrics["calibration_documents"] == read_json(paths.calibration_sets("ag_news", model_type) / "summary.json")["size"]
                 assert 0.0 < metrics["gpfq_changed_weight_fraction"] <= 1.0
                 assert metrics["gpfq_documents"] == min(100, metrics["calibration_documents"])
-                model = load_quantized(paths.calibrated("ag_news", model_type, bit_width, scheme), config, QuantSpec.from_params(params, bit_width))
+                model = load_quantized(
+                    paths.calibrated("ag_news", model_type, bit_width, scheme), config, QuantizationSettings.from_params(params).spec(bit_width)
+                )
                 assert is_calibrated(model)
         eight = read_json(paths.calibrate_metrics("ag_news", model_type, 8, "class_conditional"))
         assert abs(eight["accuracy_drop"]) < 0.05  # 8 bits stays close to float
@@ -108,8 +152,12 @@ def test_cells_of_one_scheme_share_its_ranges_and_differ_across_schemes(grid: tu
     config = ModelConfig.from_dict(read_json(paths.float_model_dir("ag_news", "generative") / "config.json"))
     ranges = {s: load_arrays(paths.activation_ranges("ag_news", "generative", s) / "ranges.npz") for s in SCHEMES}
     for bit_width in (8, 3):
-        model = load_quantized(paths.calibrated("ag_news", "generative", bit_width, "classes_1"), config, QuantSpec.from_params(params, bit_width))
-        stored = {name: module.value.detach().numpy().reshape(-1) for name, module in model.named_modules() if isinstance(module, ParameterFromRuntimeStatsScaling)}
+        model = load_quantized(
+            paths.calibrated("ag_news", "generative", bit_width, "classes_1"), config, QuantizationSettings.from_params(params).spec(bit_width)
+        )
+        stored = {
+            name: module.value.detach().numpy().reshape(-1) for name, module in model.named_modules() if isinstance(module, ParameterFromRuntimeStatsScaling)
+        }
         assert set(stored) == set(ranges["classes_1"])
         assert all(np.array_equal(stored[name], ranges["classes_1"][name]) for name in stored)
     # a one-class calibration set sees different activations than a class-conditional one
@@ -125,7 +173,7 @@ def test_calibrate_without_its_ranges_names_the_missing_file(grid: tuple[Path, d
     source.rename(moved)
     try:
         with pytest.raises(DataError, match=r"activation_ranges/ag_news/discriminative/classes_1/ranges\.npz: missing"):
-            calibrate_stage(params, "ag_news", "discriminative", 3, "classes_1", root)
+            calibrate_stage("ag_news", "discriminative", 3, "classes_1", *settings_of("calibrate", params, "ag_news", "discriminative", 3, "classes_1"), root)
     finally:
         moved.rename(source)
 
@@ -135,9 +183,9 @@ def test_uncalibrated_checkpoint_is_refused_where_a_calibrated_one_is_expected(g
     paths = ProjectPaths(root)
     config = ModelConfig.from_dict(read_json(paths.float_model_dir("ag_news", "discriminative") / "config.json"))
     with pytest.raises(DataError, match="not calibrated"):
-        load_quantized(paths.quantized("ag_news", "discriminative", 3), config, QuantSpec.from_params(params, 3))
+        load_quantized(paths.quantized("ag_news", "discriminative", 3), config, QuantizationSettings.from_params(params).spec(3))
     with pytest.raises(DataError, match="bit_width=3"):  # a checkpoint from another bit width
-        load_quantized(paths.quantized("ag_news", "discriminative", 3), config, QuantSpec.from_params(params, 8), calibrated=False)
+        load_quantized(paths.quantized("ag_news", "discriminative", 3), config, QuantizationSettings.from_params(params).spec(8), calibrated=False)
 
 
 def test_report_holds_the_whole_grid(grid: tuple[Path, dict]) -> None:
@@ -186,12 +234,22 @@ def test_ptq_report_csvs_match_the_csv_module(grid: tuple[Path, dict]) -> None:
 def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
     root, params = grid
     with pytest.raises(ParamError, match="quantization.bit_width"):
-        quantize_stage(params, "ag_news", "discriminative", 17, root)
+        quantize_stage("ag_news", "discriminative", 17, QuantizationSettings.from_params(params), root)
     with pytest.raises(ParamError, match="unknown calibration scheme"):
-        calibrate_stage(params, "ag_news", "discriminative", 8, "loudest_class", root)
-    bad = {**params, "calibration": {**params["calibration"], "fraction": 1.5}}
-    with pytest.raises(ParamError, match="calibration.fraction"):
-        calibration_sets_stage(bad, "ag_news", "discriminative", root)
+        calibrate_stage("ag_news", "discriminative", 8, "loudest_class", *settings_of("calibrate", params, "ag_news", "discriminative", 8, "classes_1"), root)
+    bad = copy.deepcopy(params)
+    bad["calibration"]["fraction"] = 1.5
+    with pytest.raises(ParamError, match=r"calibration\.fraction: 1\.5 is not in \(0, 1\]"):
+        settings_of("calibration_sets", bad, "ag_news", "discriminative")
+    with pytest.raises(ParamError, match="calibration.fraction"):  # the stage body checks it too
+        calibration_sets_stage("ag_news", "discriminative", SCHEMES, 1.5, params["seed"], root)
+    # the stage scripts name a bad matrix item before they touch anything
+    for name, items, message in (
+        ("quantize", ("ag_news", "discriminative", 17), "bit_width: 17 is outside"),
+        ("calibrate", ("ag_news", "discriminative", 8, "loudest_class"), "unknown calibration scheme"),
+    ):
+        with pytest.raises(AssertionError, match=message):
+            run_in_process(name, root / "params.yaml", root, *items)
 
 
 def test_gpfq_subset_is_evenly_spread_and_keeps_the_class_mix() -> None:
@@ -204,12 +262,43 @@ def test_gpfq_subset_is_evenly_spread_and_keeps_the_class_mix() -> None:
     assert np.array_equal(rows[evenly_spaced(len(rows), None)], rows) and np.array_equal(rows[evenly_spaced(len(rows), 600)], rows)
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [("gpfq_documents", 0, "calibration.gpfq_documents"), ("gpfq_batch_size", 0, "calibration.gpfq_batch_size"), ("gpfq_documents", "all", "calibration.gpfq_documents")])
-def test_bad_gpfq_parameters_are_named(key: str, value: object, message: str) -> None:
+def test_final_layer_and_calibration_settings_are_read() -> None:
     params = ptq_params()
-    params["calibration"][key] = value
+    assert FinalLayerSettings.from_params(params) == FinalLayerSettings("gpfq", 64, 100, 2)
+    assert CalibrationSettings.from_params(params) == CalibrationSettings(0.25, 32)
+    params["final_layer"]["documents"] = None  # null: the whole calibration set (the paper)
+    assert FinalLayerSettings.from_params(params).documents is None
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("final_layer", "documents", 0, r"final_layer\.documents: 0 must be >= 1, or null"),
+        ("final_layer", "batch_size", 0, r"final_layer\.batch_size: 0 must be >= 1"),
+        ("final_layer", "documents", "all", r"final_layer\.documents: 'all' is not a"),
+        ("final_layer", "error_batches", -1, r"final_layer\.error_batches: -1 must be >= 0"),
+        ("final_layer", "algorithm", "adaround", r"final_layer\.algorithm: unknown algorithm 'adaround'"),
+        ("calibration", "batch_size", 0, r"calibration\.batch_size: 0 must be >= 1"),
+        ("calibration", "fraction", 0, r"calibration\.fraction: 0\.0 is not in \(0, 1\]"),
+    ],
+)
+def test_bad_gpfq_parameters_are_named(section: str, key: str, value: object, message: str) -> None:
+    params = ptq_params()
+    params[section][key] = value
+    read = FinalLayerSettings if section == "final_layer" else CalibrationSettings
     with pytest.raises(ParamError, match=message):
-        calibration_params(params)
+        read.from_params(params)
+
+
+def test_old_calibration_keys_are_rejected_with_their_new_home(tmp_path: Path) -> None:
+    """The final layer's keys left ``calibration`` for ``final_layer``; the schemes moved to the grid."""
+    for key, value in (("final_layer_algorithm", "gpfq"), ("gpfq_documents", 100), ("schemes", SCHEMES)):
+        params = ptq_params()
+        params["calibration"][key] = value
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(params), encoding="utf-8")
+        with pytest.raises(ParamError, match=rf"calibration\.{key}: unknown key"):
+            load_params(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,10 +311,17 @@ NOISE_SCHEMES = ["class_conditional", "class_unconditional"]
 
 def noise_params(params: dict, test_documents: int | None) -> dict:
     params = copy.deepcopy(params)
-    params["datasets"] = ["ag_news"]
+    params["grid"].update(
+        {
+            "datasets": ["ag_news"],
+            "noise_models": ["uniform_substitution"],
+            "noise_quantized_schemes": NOISE_SCHEMES,
+            "noise_quantized_noise_models": ["uniform_substitution"],
+        }
+    )
     params["tokenize"].update({"lowercase": True, "max_length": 40})  # as the fixture tokenized
-    params["noise"] = {"levels": NOISE_LEVELS, "models": ["uniform_substitution"]}
-    params["noise_quantized"] = {"schemes": NOISE_SCHEMES, "noise_models": ["uniform_substitution"], "test_documents": test_documents}
+    params["noise"] = {"levels": NOISE_LEVELS}
+    params["noise_quantized"] = {"test_documents": test_documents}
     return params
 
 
@@ -245,11 +341,11 @@ def noisy_grid(grid: tuple[Path, dict]) -> tuple[Path, dict]:
     options = ["--params", str(params_file), "--root", str(root)]
     run_script("noisy_test.py", "ag_news", "uniform_substitution", *options)
     for model_type in ("discriminative", "generative"):
-        float_noise_stage(params, "ag_news", model_type, "uniform_substitution", root)
+        run_in_process("noise_float", params_file, root, "ag_news", model_type, "uniform_substitution")
         for bit_width in (8, 3):
             for scheme in NOISE_SCHEMES:
                 if (model_type, bit_width, scheme) != ("generative", 3, "class_conditional"):
-                    quantized_noise_stage(params, "ag_news", model_type, bit_width, scheme, "uniform_substitution", root)
+                    run_in_process("noise_quantized", params_file, root, "ag_news", model_type, bit_width, scheme, "uniform_substitution")
     # one cell and the report through their stage scripts, as dvc runs them
     run_script("noise_quantized.py", "ag_news", "generative", "3", "class_conditional", "uniform_substitution", *options)
     run_script("noise_report.py", *options)
@@ -276,7 +372,11 @@ def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: t
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * (1 + 2 * len(NOISE_SCHEMES)) * len(NOISE_LEVELS)
     figures = root / "plots/noise/figures"
-    for name in ("figure9_uniform_substitution.png", "figure10_class_conditional_uniform_substitution.png", "figure10_class_unconditional_uniform_substitution.png"):
+    for name in (
+        "figure9_uniform_substitution.png",
+        "figure10_class_conditional_uniform_substitution.png",
+        "figure10_class_unconditional_uniform_substitution.png",
+    ):
         assert (figures / name).stat().st_size > 0
     with open(figures / "figure10_ag_news_generative_class_conditional_uniform_substitution.csv", newline="") as handle:
         series = list(csv.DictReader(handle))
@@ -289,7 +389,8 @@ def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: t
 
 def test_noise_on_a_test_subset_scores_the_same_documents_at_every_level(noisy_grid: tuple[Path, dict]) -> None:
     root, params = noisy_grid
-    subset = quantized_noise_stage(noise_params(params, 100), "ag_news", "discriminative", 8, "class_conditional", "uniform_substitution", root)
+    cell = ("ag_news", "discriminative", 8, "class_conditional", "uniform_substitution")
+    subset = quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 100), *cell), root)
     assert subset["documents"] == 100
     rows = evenly_spaced(400, 100)
     assert len(np.unique(rows)) == 100 and rows[0] == 0 and rows[-1] == 399
@@ -300,19 +401,21 @@ def test_noise_on_a_test_subset_scores_the_same_documents_at_every_level(noisy_g
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("schemes", ["classes_2"], r"noise_quantized.schemes\[0\]: 'classes_2' is not in calibration.schemes"),
-        ("schemes", ["loudest_class"], "unknown calibration scheme"),
-        ("noise_models", ["qwerty_typo"], r"noise_quantized.noise_models\[0\]: 'qwerty_typo' is not in noise.models"),
-        ("noise_models", ["cosmic_rays"], "cosmic_rays"),
-        ("noise_models", [], "noise_quantized: schemes and noise_models"),
-        ("test_documents", 0, "noise_quantized.test_documents"),
+        ("grid.noise_quantized_schemes", ["classes_2"], r"grid.noise_quantized_schemes\[0\]: 'classes_2' is not in grid.calibration_schemes"),
+        ("grid.noise_quantized_schemes", ["loudest_class"], r"grid.noise_quantized_schemes\[0\]: unknown calibration scheme"),
+        ("grid.noise_quantized_noise_models", ["qwerty_typo"], r"grid.noise_quantized_noise_models\[0\]: 'qwerty_typo' is not in grid.noise_models"),
+        ("grid.noise_quantized_noise_models", ["cosmic_rays"], "cosmic_rays"),
+        ("grid.noise_quantized_noise_models", [], "grid.noise_quantized_noise_models: empty"),
+        ("noise_quantized.test_documents", 0, "noise_quantized.test_documents"),
     ],
 )
 def test_bad_quantized_noise_parameters_are_named(key: str, value: object, message: str) -> None:
     params = noise_params(ptq_params(), None)
-    params["noise_quantized"][key] = value
+    section, name = key.split(".")
+    params[section][name] = value
+    read = GridSettings if section == "grid" else NoiseQuantizedSettings
     with pytest.raises(ParamError, match=message):
-        QuantNoiseParams.from_params(params)
+        read.from_params(params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -322,7 +425,8 @@ def test_bad_quantized_noise_parameters_are_named(key: str, value: object, messa
 
 def noise_training_params(params: dict) -> dict:
     params = copy.deepcopy(params)
-    params["noise_training"] = {"datasets": ["ag_news"], "noise_model": "uniform_substitution", "level": 0.1, "eval_level": 0.2}
+    params["grid"]["noise_trained_datasets"] = ["ag_news"]
+    params["noise_training"] = {"noise_model": "uniform_substitution", "level": 0.1, "eval_level": 0.2}
     return params
 
 
@@ -335,15 +439,18 @@ def noise_trained(noisy_grid: tuple[Path, dict]) -> tuple[Path, dict]:
     options = ["--params", str(params_file), "--root", str(root)]
     run_script("noise_train_data.py", "ag_news", *options)
     variant = root / VARIANT_ROOT
-    train_stage(params, "ag_news", "generative", variant)
-    evaluate_stage(params, "ag_news", "generative", variant)
-    float_noise_stage(params, "ag_news", "generative", "uniform_substitution", variant)
-    calibration_sets_stage(params, "ag_news", "generative", variant)
-    activation_ranges_stage(params, "ag_news", "generative", "class_conditional", variant)
+    for name, items in (
+        ("train", ()),
+        ("evaluate", ()),
+        ("noise_float", ("uniform_substitution",)),
+        ("calibration_sets", ()),
+        ("activation_ranges", ("class_conditional",)),
+    ):
+        run_in_process(name, params_file, variant, "ag_news", "generative", *items)
     for bit_width in (8, 3):
-        quantize_stage(params, "ag_news", "generative", bit_width, variant)
-        calibrate_stage(params, "ag_news", "generative", bit_width, "class_conditional", variant)
-        quantized_noise_stage(params, "ag_news", "generative", bit_width, "class_conditional", "uniform_substitution", variant)
+        run_in_process("quantize", params_file, variant, "ag_news", "generative", bit_width)
+        run_in_process("calibrate", params_file, variant, "ag_news", "generative", bit_width, "class_conditional")
+        run_in_process("noise_quantized", params_file, variant, "ag_news", "generative", bit_width, "class_conditional", "uniform_substitution")
     run_script("figure16.py", *options)
     return root, params
 
@@ -364,7 +471,7 @@ def test_noise_trained_data_corrupts_train_and_valid_only(noise_trained: tuple[P
     # deterministic: the same params give byte-identical training data
     copy_root = tmp_path / "again"
     shutil.copytree(root / "data", copy_root / "data")
-    build_noise_trained_data(params, "ag_news", copy_root)
+    build_noise_trained_data("ag_news", *settings_of("noise_train_data", params, "ag_news"), copy_root)
     assert (copy_root / VARIANT_ROOT / "data/tokenized/ag_news/train.npz").read_bytes() == (variant / "train.npz").read_bytes()
 
 
@@ -381,7 +488,9 @@ def test_figure16_compares_clean_and_noise_trained_cells(noise_trained: tuple[Pa
     assert (root / "plots/noise/figure16/figure16.png").stat().st_size > 0
     summary = read_json(root / "metrics/figure16.json")["ag_news"]
     assert set(summary) == {"8", "3", "float"}
-    assert summary["float"]["noise_trained"] == read_json(root / VARIANT_ROOT / "metrics/noise/float/ag_news/generative/uniform_substitution.json")["accuracy@0.2"]
+    assert (
+        summary["float"]["noise_trained"] == read_json(root / VARIANT_ROOT / "metrics/noise/float/ag_news/generative/uniform_substitution.json")["accuracy@0.2"]
+    )
     clean_model = torch.load(root / "models/float/ag_news/generative/model.pt", weights_only=True)
     noisy_model = torch.load(root / VARIANT_ROOT / "models/float/ag_news/generative/model.pt", weights_only=True)
     assert not torch.equal(clean_model["embedding.weight"], noisy_model["embedding.weight"])
@@ -390,14 +499,28 @@ def test_figure16_compares_clean_and_noise_trained_cells(noise_trained: tuple[Pa
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("eval_level", 0.3, r"noise_training.eval_level: 0.3 is not in noise.levels"),
-        ("noise_model", "qwerty_typo", r"noise_training.noise_model: 'qwerty_typo' is not in noise.models"),
-        ("level", 1.5, "noise_training.level"),
-        ("datasets", ["imdb"], r"noise_training.datasets\[0\]"),
+        ("noise_training.eval_level", 0.3, r"noise_training.eval_level: 0.3 is not in noise.levels"),
+        ("noise_training.noise_model", "typo", r"noise_training.noise_model: unknown noise model 'typo'"),
+        ("noise_training.level", 1.5, "noise_training.level"),
+        ("grid.noise_trained_datasets", ["imdb"], r"grid.noise_trained_datasets\[0\]: unknown dataset 'imdb'"),
+        ("grid.noise_trained_datasets", ["dbpedia"], r"grid.noise_trained_datasets\[0\]: 'dbpedia' is not in grid.datasets"),
     ],
 )
 def test_bad_noise_training_parameters_are_named(key: str, value: object, message: str) -> None:
     params = noise_training_params(noise_params(ptq_params(), None))
-    params["noise_training"][key] = value
+    section, name = key.split(".")
+    params[section][name] = value
     with pytest.raises(ParamError, match=message):
-        NoiseTrainingParams.from_params(params)
+        if section == "grid":
+            GridSettings.from_params(params)
+        else:
+            NoiseTrainingSettings.from_params(params, with_eval_level=True)
+
+
+def test_noise_training_eval_level_is_read_only_for_figure16() -> None:
+    """The data and training stages need no test noise level: only Figure 16 reads ``eval_level``."""
+    params = noise_training_params(noise_params(ptq_params(), None))
+    assert NoiseTrainingSettings.from_params(params) == NoiseTrainingSettings("uniform_substitution", 0.1)
+    assert NoiseTrainingSettings.from_params(params, with_eval_level=True).eval_level == 0.2
+    del params["noise_training"]["eval_level"]
+    assert NoiseTrainingSettings.from_params(params).eval_level is None

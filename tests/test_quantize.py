@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import brevitas.nn as qnn
 from brevitas.core.stats import AbsMax
 from brevitas.quant_tensor import _unpack_quant_tensor
+from torch import nn
 
 from lstm_ptq import analysis as A
 from lstm_ptq import quantization as Q
@@ -25,7 +24,9 @@ from lstm_ptq.evaluation import evaluate, float_scorer, score_split
 from lstm_ptq.models import ModelConfig, build_model, generative_io, generative_label_losses
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
 from lstm_ptq.quantization.modules import _is_quantizer_key
+from lstm_ptq.settings import FinalLayerSettings, QuantizationSettings, load_params
 
+REPO = Path(__file__).resolve().parents[1]
 DIMS = {"discriminative": 32, "generative": 24}
 STEPS = {"discriminative": 200, "generative": 80}
 
@@ -120,28 +121,58 @@ def test_bit_width_bounds_are_accepted(bits: int) -> None:
     assert Q.QuantSpec(bit_width=bits).bit_width == bits
 
 
+def quantization_params(**quantization) -> dict:
+    """params.yaml with keys of the ``quantization`` section replaced."""
+    params = load_params(REPO / "params.yaml")
+    params["quantization"].update(quantization)
+    return params
+
+
 @pytest.mark.parametrize(
     "key,value",
-    [("weight_scaling", "mse"), ("act_high_percentile", 0), ("act_high_percentile", 100.5), ("weight_high_percentile", "high"),
-     ("act_narrow_range", "yes"), ("cell_state_bit_width", 1)],
+    [
+        ("weight_scaling", "mse"),
+        ("act_high_percentile", 0),
+        ("act_high_percentile", 100.5),
+        ("weight_high_percentile", "high"),
+        ("act_narrow_range", "yes"),
+        ("cell_state_bit_width", 1),
+    ],
 )
 def test_bad_quantization_params_name_the_key(key: str, value) -> None:
-    params = {"quantization": {"act_high_percentile": 99.99, "weight_scaling": "minmax", key: value}}
+    params = quantization_params(**{key: value})
     with pytest.raises(ParamError, match=rf"quantization\.{key}"):
-        Q.QuantSpec.from_params(params, 4)
+        QuantizationSettings.from_params(params)
 
 
-def test_spec_from_params_reads_the_section() -> None:
-    params = {"quantization": {"act_high_percentile": 99.9, "weight_scaling": "percentile", "weight_high_percentile": 99.5, "cell_state_bit_width": None}}
-    spec = Q.QuantSpec.from_params(params, 3)
-    assert (spec.bit_width, spec.act_high_percentile, spec.weight_scaling, spec.weight_high_percentile, spec.cell_state_bits) == (3, 99.9, "percentile", 99.5, 3)
+def test_quantization_settings_read_the_section() -> None:
+    params = quantization_params(act_high_percentile=99.9, weight_scaling="percentile", weight_high_percentile=99.5, cell_state_bit_width=None)
+    spec = QuantizationSettings.from_params(params).spec(3)
+    assert (spec.bit_width, spec.act_high_percentile, spec.weight_scaling, spec.weight_high_percentile, spec.cell_state_bits) == (
+        3,
+        99.9,
+        "percentile",
+        99.5,
+        3,
+    )
+    assert spec == Q.QuantSpec(3, 99.9, "percentile", 99.5, params["quantization"]["act_narrow_range"], None)
+    assert QuantizationSettings.from_params(quantization_params(cell_state_bit_width=8)).spec(3).cell_state_bits == 8
     with pytest.raises(ParamError, match="quantization: missing"):
-        Q.QuantSpec.from_params({}, 3)
+        QuantizationSettings.from_params({})
+    with pytest.raises(ParamError, match=r"quantization\.bit_width: 17 is outside 2\.\.16"):
+        QuantizationSettings.from_params(params).spec(17)
+    del params["quantization"]["cell_state_bit_width"]  # required: null means the cell's bit width
+    with pytest.raises(ParamError, match=r"quantization\.cell_state_bit_width: missing from params\.yaml"):
+        QuantizationSettings.from_params(params)
 
 
 def test_unknown_final_layer_algorithm_is_refused() -> None:
-    with pytest.raises(ParamError, match=r"calibration\.final_layer_algorithm: unknown algorithm 'adaround'"):
-        Q.check_algorithm("adaround")
+    with pytest.raises(ParamError, match=r"final_layer\.algorithm: unknown algorithm 'adaround'"):
+        Q.check_algorithm("adaround", "final_layer.algorithm")
+    params = load_params(REPO / "params.yaml")
+    params["final_layer"]["algorithm"] = "adaround"
+    with pytest.raises(ParamError, match=r"^final_layer\.algorithm: unknown algorithm 'adaround'"):
+        FinalLayerSettings.from_params(params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,8 +183,18 @@ def test_unknown_final_layer_algorithm_is_refused() -> None:
 def test_quant_lstm_without_quantizers_matches_nn_lstm() -> None:
     torch.manual_seed(0)
     reference = nn.LSTM(7, 5, batch_first=True)
-    quant = qnn.QuantLSTM(7, 5, batch_first=True, weight_quant=None, bias_quant=None, io_quant=None, gate_acc_quant=None,
-                          sigmoid_quant=None, tanh_quant=None, cell_state_quant=None)
+    quant = qnn.QuantLSTM(
+        7,
+        5,
+        batch_first=True,
+        weight_quant=None,
+        bias_quant=None,
+        io_quant=None,
+        gate_acc_quant=None,
+        sigmoid_quant=None,
+        tanh_quant=None,
+        cell_state_quant=None,
+    )
     result = quant.load_state_dict(reference.state_dict(), strict=False)
     assert not result.unexpected_keys and not [k for k in result.missing_keys if not _is_quantizer_key(k)]
     x = torch.randn(4, 9, 7)
@@ -350,7 +391,7 @@ def test_separate_lstm_input_quantizer_avoids_the_shared_io_pitfall(float_models
 
     def relative_error(model: nn.Module) -> float:
         with torch.no_grad():
-            pairs = [(model(t, l), float_model(t, l)) for t, l in test_batches]
+            pairs = [(model(tokens, lengths), float_model(tokens, lengths)) for tokens, lengths in test_batches]
         return float(torch.cat([(a - b).flatten() for a, b in pairs]).norm() / torch.cat([b.flatten() for _, b in pairs]).norm())
 
     ours = calibrated(float_model, calib_batches, 8)

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_training import clone_project, evaluate, small_params, train
 
 from lstm_ptq.artifacts import read_json
-from lstm_ptq.pipeline.float import evaluate_stage, train_stage
-from test_training import clone_project, small_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,15 +19,26 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("model_type", ["discriminative", "generative"])
 def test_float_noise_stage_on_a_tiny_model(small_ag_news: Path, tmp_path: Path, model_type: str) -> None:
     params = small_params(learning_rate=0.01)
-    params["noise"] = {"levels": [0, 0.05, 0.2], "models": ["uniform_substitution"]}
+    params["noise"] = {"levels": [0, 0.05, 0.2]}
+    params["grid"]["noise_models"] = ["uniform_substitution"]
     params["tokenize"].update({"lowercase": True, "max_length": 40})  # as the fixture tokenized
     root = clone_project(small_ag_news, tmp_path / "project", params)
-    train_stage(params, "ag_news", model_type, root)
-    clean = evaluate_stage(params, "ag_news", model_type, root)
+    train(params, "ag_news", model_type, root)
+    clean = evaluate(params, "ag_news", model_type, root)
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for script, extra in (("noisy_test.py", []), ("noise_float.py", [model_type])):
-        command = [sys.executable, str(REPO / "stages" / script), "ag_news", *extra, "uniform_substitution", "--params", str(root / "params.yaml"), "--root", str(root)]
+        command = [
+            sys.executable,
+            str(REPO / "stages" / script),
+            "ag_news",
+            *extra,
+            "uniform_substitution",
+            "--params",
+            str(root / "params.yaml"),
+            "--root",
+            str(root),
+        ]
         subprocess.run(command, env=env, check=True, capture_output=True)
 
     metrics = read_json(root / "metrics/noise/float/ag_news" / model_type / "uniform_substitution.json")

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lstm_ptq.errors import ParamError
 from lstm_ptq.settings import (
     SCHEMA,
     CalibrationSettings,
     DownloadSettings,
+    FinalLayerSettings,
     GridSettings,
     QuantizationSettings,
     ReadRecorder,
@@ -22,7 +24,6 @@ from lstm_ptq.settings import (
     minimal_reads,
     validate_params,
 )
-from lstm_ptq.errors import ParamError
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "9a8c300eabb45750237fcc669f61cb8a3448f3ef6f6098e1ce340e444f6872be"
@@ -97,7 +98,11 @@ def test_repository_params_file_is_valid():
         ("download.ag_news.remote.sha256", "9a8c300e", "download.ag_news.remote.sha256: '9a8c300e' is not 64 hexadecimal digits"),
         ("download.ag_news.remote.sha256", SHA[:-1] + "g", "download.ag_news.remote.sha256: "),
         ("download.ag_news.remote.sha256", SHA + "\n", "download.ag_news.remote.sha256: "),
-        ("download.ag_news.remote.url", "s3.amazonaws.com/ag_news_csv.tgz", "download.ag_news.remote.url: 's3.amazonaws.com/ag_news_csv.tgz' is not an http(s):// or file:// URL"),
+        (
+            "download.ag_news.remote.url",
+            "s3.amazonaws.com/ag_news_csv.tgz",
+            "download.ag_news.remote.url: 's3.amazonaws.com/ag_news_csv.tgz' is not an http(s):// or file:// URL",
+        ),
         ("download.ag_news.remote.url", "ftp://example.org/a.tgz", "download.ag_news.remote.url: "),
         ("download.ag_news.remote.timeout_s", 0, "download.ag_news.remote.timeout_s: 0.0 must be a finite number > 0"),
         ("download.ag_news.remote.timeout_s", -1.5, "download.ag_news.remote.timeout_s: "),
@@ -182,13 +187,17 @@ def test_load_params_errors_name_the_file(tmp_path):
     "edit, expected",
     [
         (lambda p: p.update(calibraton={"fraction": 0.25}), "calibraton: unknown key; did you mean 'calibration'?"),
-        (lambda p: p["calibration"].update(final_layer_algoritm="gptq"), "calibration.final_layer_algoritm: unknown key; did you mean 'final_layer_algorithm'?"),
+        (lambda p: p["final_layer"].update(algoritm="gptq"), "final_layer.algoritm: unknown key; did you mean 'algorithm'?"),
+        (
+            lambda p: p["calibration"].update(final_layer_algorithm="gptq"),
+            "calibration.final_layer_algorithm: unknown key; expected one of ['fraction', 'batch_size']",
+        ),
         (lambda p: p["train"].update(generativ={"max_epochs": 3}), "train.generativ: unknown key; did you mean 'generative'?"),
         (lambda p: p["train"]["generative"].update(max_epoch=3), "train.generative.max_epoch: unknown key; did you mean 'max_epochs'?"),
         (lambda p: p["download"]["ag_news"]["remote"].update(sha=SHA), "download.ag_news.remote.sha: unknown key; did you mean 'sha256'?"),
         (lambda p: p["download"].update(imdb={"source": "bundled"}), "download.imdb: unknown key; expected one of ['ag_news', 'dbpedia']"),
         (lambda p: p["quantization"].update(cell_state_bits=8), "quantization.cell_state_bits: unknown key; did you mean 'cell_state_bit_width'?"),
-        (lambda p: p["noise"].update(seed=7), "noise.seed: unknown key; did you mean 'levels'?"),
+        (lambda p: p["noise"].update(seed=7), "noise.seed: unknown key; expected one of ['levels']"),
         (lambda p: p.update(zzz=1), "zzz: unknown key; expected one of ["),
         (lambda p: p.update(tokenize=[1, 2]), "tokenize: [1, 2] is not a mapping of keys"),
     ],
@@ -249,7 +258,7 @@ def test_train_override_errors_name_the_override_path():
         ("grid.bit_widths", [], "grid.bit_widths: empty; expected at least one entry"),
         ("grid.bit_widths", [4, 4], "grid.bit_widths: [4, 4] repeats an entry"),
         ("grid.calibration_schemes", ["class_conditional", "balanced"], "grid.calibration_schemes[1]: "),
-        ("grid.noise_quantized_schemes", ["classes_1"], "grid.noise_quantized_schemes[0]: 'classes_1' is not in grid.calibration_schemes"),
+        ("grid.noise_quantized_schemes", ["classes_all"], "grid.noise_quantized_schemes[0]: 'classes_all' is not in grid.calibration_schemes"),
         ("grid.model_types", ["generative", "naive_bayes"], "grid.model_types[1]: unknown model 'naive_bayes'"),
         ("grid.noise_trained_datasets", ["imdb"], "grid.noise_trained_datasets[0]: unknown dataset 'imdb'"),
     ],
@@ -267,15 +276,17 @@ def test_bad_grid_values_name_the_dotted_key(key, value, expected):
         ("quantization", "cell_state_bit_width", 1, "quantization.cell_state_bit_width: 1 is outside 2..16"),
         ("quantization", "weight_scaling", "mse", "quantization.weight_scaling: unknown scaling 'mse'"),
         ("quantization", "act_high_percentile", 30, "quantization.act_high_percentile: 30.0 is not a high percentile in (50, 100]"),
-        ("calibration", "final_layer_algorithm", "adaround", "calibration.final_layer_algorithm: unknown algorithm 'adaround'"),
-        ("calibration", "gpfq_documents", 0, "calibration.gpfq_documents: 0 must be >= 1, or null for the whole calibration set"),
+        ("final_layer", "algorithm", "adaround", "final_layer.algorithm: unknown algorithm 'adaround'"),
+        ("final_layer", "documents", 0, "final_layer.documents: 0 must be >= 1, or null for the whole calibration set"),
+        ("final_layer", "error_batches", -1, "final_layer.error_batches: -1 must be >= 0"),
         ("calibration", "fraction", 1.5, "calibration.fraction: 1.5 is not in (0, 1]"),
+        ("calibration", "batch_size", 0, "calibration.batch_size: 0 must be >= 1"),
     ],
 )
 def test_bad_quantization_and_calibration_values_name_the_dotted_key(section, key, value, expected):
     params = load_params(REPO / "params.yaml")
     params[section][key] = value
-    parse = QuantizationSettings.from_params if section == "quantization" else CalibrationSettings.from_params
+    parse = {"quantization": QuantizationSettings, "calibration": CalibrationSettings, "final_layer": FinalLayerSettings}[section].from_params
     with pytest.raises(ParamError, match=f"^{re.escape(expected)}"):
         parse(params)
 

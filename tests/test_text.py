@@ -25,9 +25,7 @@ DBPEDIA_ROW_2 = "Rubén Falcón Mínguez (born 8 October 1977 in Zaragoza Aragon
 
 
 def test_backslash_line_breaks_separate_words():
-    assert clean_text(AG_ROW_1) == (
-        "reuters short sellers wall streets dwindling band of ultra cynics are seeing green again"
-    )
+    assert clean_text(AG_ROW_1) == ("reuters short sellers wall streets dwindling band of ultra cynics are seeing green again")
     assert clean_text(AG_ROW_2) == (
         "reuters private investment firm carlyle group which has a reputation for making well timed "
         "and occasionally controversial plays in the defense industry"
@@ -67,9 +65,7 @@ def test_excess_whitespace_is_collapsed():
 
 
 def test_lowercase_is_optional():
-    assert clean_text(AG_ROW_1, lowercase=False) == (
-        "Reuters Short sellers Wall Streets dwindling band of ultra cynics are seeing green again"
-    )
+    assert clean_text(AG_ROW_1, lowercase=False) == ("Reuters Short sellers Wall Streets dwindling band of ultra cynics are seeing green again")
 
 
 def test_unicode_letters_are_kept():
@@ -102,8 +98,7 @@ def test_spacy_tokenizes_real_sentences():
         clean_text("I don't think we can't go, gonna win at 5pm"),
     ]
     assert tokenize(texts) == [
-        ["reuters", "short", "sellers", "wall", "streets", "dwindling", "band", "of", "ultra", "cynics",
-         "are", "seeing", "green", "again"],
+        ["reuters", "short", "sellers", "wall", "streets", "dwindling", "band", "of", "ultra", "cynics", "are", "seeing", "green", "again"],
         ["christmas", "wish", "is", "an", "album", "by", "olivia", "newton", "john", "launched", "in", "2007"],
         # spaCy's English exceptions split contractions and "5pm", even without the apostrophe.
         ["i", "do", "nt", "think", "we", "ca", "nt", "go", "gon", "na", "win", "at", "5", "pm"],

@@ -16,12 +16,12 @@ import torch
 import yaml
 
 from lstm_ptq.artifacts import read_json
-from lstm_ptq.config import load_params
 from lstm_ptq.errors import ParamError
 from lstm_ptq.models import load_state_dict
 from lstm_ptq.pipeline.float import evaluate_stage, train_stage
 from lstm_ptq.preprocess import load_split
-from lstm_ptq.training import TrainParams, epoch_batches
+from lstm_ptq.settings import EvaluateSettings, ModelSettings, TrainSettings, load_params
+from lstm_ptq.training import epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,9 +30,21 @@ def small_params(**train_overrides) -> dict:
     params = load_params(REPO / "params.yaml")
     params["model"] = {"embedding_dim": 24, "hidden_size": 24, "num_layers": 1, "label_embedding_dim": 8}
     # the shared keys below govern the discriminative model; the generative one keeps a 2-epoch override
-    params["train"].update({"max_epochs": 3, "patience": 5, "num_threads": 1, "train_accuracy_rows": 200, "discriminative": {}, "generative": {"max_epochs": 2}})
+    params["train"].update(
+        {"max_epochs": 3, "patience": 5, "num_threads": 1, "train_accuracy_rows": 200, "discriminative": {}, "generative": {"max_epochs": 2}}
+    )
     params["train"].update(train_overrides)
     return params
+
+
+def train(params: dict, dataset: str, model_type: str, root: Path) -> dict:
+    """The train stage with the settings its script reads from ``params``."""
+    return train_stage(dataset, model_type, ModelSettings.from_params(params), TrainSettings.from_params(params, model_type), root)
+
+
+def evaluate(params: dict, dataset: str, model_type: str, root: Path) -> dict:
+    """The evaluate stage with the settings its script reads from ``params``."""
+    return evaluate_stage(dataset, model_type, EvaluateSettings.from_params(params, with_prior=True), root)
 
 
 def clone_project(source: Path, target: Path, params: dict) -> Path:
@@ -42,7 +54,7 @@ def clone_project(source: Path, target: Path, params: dict) -> Path:
 
 
 def test_epoch_batches_depend_only_on_seed_and_epoch() -> None:
-    params = TrainParams(32, 1e-3, 3, 2, 5.0, seed=3, num_threads=1, bucket_batches=4, train_accuracy_rows=10)
+    params = TrainSettings(32, 1e-3, 3, 2, 5.0, seed=3, num_threads=1, bucket_batches=4, train_accuracy_rows=10)
     lengths = np.random.default_rng(0).integers(1, 60, size=1000)
     first, again, other = epoch_batches(lengths, params, 1), epoch_batches(lengths, params, 1), epoch_batches(lengths, params, 2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
@@ -57,7 +69,7 @@ def test_training_is_deterministic_and_learns(small_ag_news: Path, tmp_path: Pat
     # a larger step than the paper's 1e-3 so a tiny model on 1,200 rows learns within 3 epochs
     params = small_params(learning_rate=0.01)
     roots = [clone_project(small_ag_news, tmp_path / name, params) for name in ("a", "b")]
-    metrics = [train_stage(params, "ag_news", model_type, root) for root in roots]
+    metrics = [train(params, "ag_news", model_type, root) for root in roots]
     states = [load_state_dict(root / "models/float/ag_news" / model_type / "model.pt") for root in roots]
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -68,7 +80,7 @@ def test_training_is_deterministic_and_learns(small_ag_news: Path, tmp_path: Pat
     assert len(curve) == 1 + metrics[0]["epochs_run"]
     assert not (roots[0] / ".cache/train" / f"ag_news-{model_type}.pt").exists()
 
-    result = evaluate_stage(params, "ag_news", model_type, roots[0])
+    result = evaluate(params, "ag_news", model_type, roots[0])
     test = load_split(roots[0] / "data/tokenized/ag_news", "test")
     assert result["documents"] == len(test) == 400
     confusion = (roots[0] / "plots/confusion/ag_news" / f"{model_type}.csv").read_text().splitlines()
@@ -82,14 +94,14 @@ def test_early_stopping_respects_patience(small_ag_news: Path, tmp_path: Path) -
     # a learning rate this small cannot improve validation accuracy for long: patience 1 stops early
     params = small_params(max_epochs=8, patience=1, learning_rate=1e-7)
     root = clone_project(small_ag_news, tmp_path / "p", params)
-    metrics = train_stage(params, "ag_news", "discriminative", root)
+    metrics = train(params, "ag_news", "discriminative", root)
     assert metrics["epochs_run"] == metrics["best_epoch"] + 1 < 8
 
 
 def test_killed_training_resumes_to_the_same_model(small_ag_news: Path, tmp_path: Path) -> None:
     params = small_params(max_epochs=4)
     reference = clone_project(small_ag_news, tmp_path / "reference", params)
-    train_stage(params, "ag_news", "discriminative", reference)
+    train(params, "ag_news", "discriminative", reference)
 
     root = clone_project(small_ag_news, tmp_path / "killed", params)
     command = [sys.executable, str(REPO / "stages/train.py"), "ag_news", "discriminative", "--params", str(root / "params.yaml"), "--root", str(root)]
@@ -119,20 +131,20 @@ def test_killed_training_resumes_to_the_same_model(small_ag_news: Path, tmp_path
 def test_bad_train_params_name_the_key(key: str, value: object, message: str) -> None:
     params = small_params(**{key: value})
     with pytest.raises(ParamError, match=message):
-        TrainParams.from_params(params, "discriminative")
+        TrainSettings.from_params(params, "discriminative")
 
 
 def test_per_model_overrides_win_and_errors_name_their_own_path() -> None:
     params = small_params(max_epochs=7, generative={"max_epochs": 2, "patience": 1})
-    assert TrainParams.from_params(params, "discriminative").max_epochs == 7
-    generative = TrainParams.from_params(params, "generative")
+    assert TrainSettings.from_params(params, "discriminative").max_epochs == 7
+    generative = TrainSettings.from_params(params, "generative")
     assert (generative.max_epochs, generative.patience, generative.batch_size) == (2, 1, params["train"]["batch_size"])
     with pytest.raises(ParamError, match=r"train\.generative\.max_epochs: 0 must be >= 1"):
-        TrainParams.from_params(small_params(generative={"max_epochs": 0}), "generative")
+        TrainSettings.from_params(small_params(generative={"max_epochs": 0}), "generative")
     with pytest.raises(ParamError, match=r"train\.generative\.learning_rate: 'x' is not a float"):
-        TrainParams.from_params(small_params(generative={"learning_rate": "x"}), "generative")
+        TrainSettings.from_params(small_params(generative={"learning_rate": "x"}), "generative")
     with pytest.raises(ParamError, match=r"train\.generative: .* not a mapping"):
-        TrainParams.from_params(small_params(generative=[1]), "generative")
+        TrainSettings.from_params(small_params(generative=[1]), "generative")
 
 
 def test_train_stage_cli_reports_unknown_model_type(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ collapse against :func:`hidden_state_stats`.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch

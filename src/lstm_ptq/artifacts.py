@@ -12,9 +12,10 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -162,7 +163,7 @@ def staged_output(final: Path) -> Iterator[Path]:
             shutil.rmtree(staged)
 
 
-def write_frame(path: str | os.PathLike[str], frame: "pd.DataFrame") -> None:
+def write_frame(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     """A data frame as CSV (header row, no index, ``\\n`` line endings), written atomically.
 
     Build report frames with ``dtype=object`` so every value is written as Python writes it (floats

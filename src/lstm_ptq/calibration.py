@@ -17,8 +17,8 @@ No scheme passes labels on: calibration and GPFQ see token sequences only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -62,10 +62,7 @@ def balanced_rows(labels: np.ndarray, classes: list[int], size: int, seed: int, 
         if len(available) == 0:
             raise DataError(f"calibration scheme {what}: class {label} has no rows in the training split")
         if want > len(available):
-            raise DataError(
-                f"calibration scheme {what}: class {label} has {len(available)} training rows, {want} needed;"
-                " lower calibration.fraction"
-            )
+            raise DataError(f"calibration scheme {what}: class {label} has {len(available)} training rows, {want} needed; lower calibration.fraction")
         chosen.append(available[:want])
     return np.sort(np.concatenate(chosen))
 
@@ -166,12 +163,12 @@ def build_calibration_sets(
     for name in schemes:
         check_scheme(name, num_classes)
     if len(set(schemes)) != len(schemes):
-        raise ParamError(f"calibration.schemes: {schemes!r} repeats a scheme")
+        raise ParamError(f"grid.calibration_schemes: {schemes!r} repeats a scheme")
     requested = calibration_size(len(labels), fraction)
     probe = CalibrationContext(labels, num_classes, requested, seed, predicted_labels)
     size = min([requested] + [largest_feasible_size(name, probe) for name in schemes])
     if size < 1:
-        raise DataError(f"calibration.schemes: some scheme cannot draw a single row from the training split ({schemes})")
+        raise DataError(f"grid.calibration_schemes: some scheme cannot draw a single row from the training split ({schemes})")
     ctx = CalibrationContext(labels, num_classes, size, seed, predicted_labels)
     rows = {name: select_calibration_rows(name, ctx) for name in schemes}
     summary: dict[str, object] = {

@@ -1,38 +1,56 @@
-"""Shared plumbing for the thin scripts in ``stages/``: argument parsing and clean error reporting."""
+"""The stage scripts' shared entry point: argv, params.yaml read once into typed settings, a clean error.
+
+Every script in ``stages/`` has the same three parts: ``parser`` (its matrix items), ``read_settings(args,
+params)`` (the only code that reads params.yaml; scripts/generate_dvc_yaml.py records what it reads and
+declares exactly that in dvc.yaml) and ``main(args, settings)``, which calls the pipeline.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from .errors import PipelineError
+from .settings import check_bit_width, check_dataset, check_model_type, check_noise_model, check_scheme, load_params
+
+# A matrix item of dvc.yaml: its argparse type and the check that gives the project's error.
+ITEMS: dict[str, tuple[type, Callable[[Any, str], Any]]] = {
+    "dataset": (str, check_dataset),
+    "model_type": (str, check_model_type),
+    "bit_width": (int, check_bit_width),
+    "scheme": (str, check_scheme),
+    "noise_model": (str, check_noise_model),
+}
 
 
-def run_stage(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
-    """Parse arguments and run ``main``; a :class:`PipelineError` exits 1 with its message only."""
+def stage_parser(description: str | None, *items: str) -> argparse.ArgumentParser:
+    """Positional ``items`` (names from :data:`ITEMS`), then ``--params`` and ``--root``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for item in items:
+        parser.add_argument(item, type=ITEMS[item][0])
+    parser.add_argument("--params", default="params.yaml", help="the parameter file (default: params.yaml)")
+    parser.add_argument("--root", default=Path("."), type=Path, help="the project tree to read and write (default: .)")
+    return parser
+
+
+ReadSettings = Callable[[argparse.Namespace, Mapping[str, Any]], Any]
+
+
+def run_stage(
+    parser: argparse.ArgumentParser, read_settings: ReadSettings, main: Callable[[argparse.Namespace, Any], Any], argv: Sequence[str] | None = None
+) -> None:
+    """Parse argv, check the matrix items, validate params.yaml as a whole, read the stage's settings,
+    then run ``main``: all before any output is touched. A :class:`PipelineError` exits 1 with its message."""
     args = parser.parse_args(argv)
     try:
-        main(args)
+        for item, (_, check) in ITEMS.items():
+            if item in vars(args):
+                check(getattr(args, item), item)
+        settings = read_settings(args, load_params(args.params))
+        main(args, settings)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-def parse_bit_width(text: str) -> int:
-    """A stage's bit-width argument; range checks happen in :class:`lstm_ptq.quantization.QuantSpec`."""
-    from .errors import ParamError
-
-    try:
-        return int(text)
-    except ValueError:
-        raise ParamError(f"bit_width: {text!r} is not an integer") from None
-
-
-def check_model_type(name: str, where: str = "model_type") -> str:
-    from .errors import ParamError
-    from .models import MODEL_TYPES
-
-    if name not in MODEL_TYPES:
-        raise ParamError(f"{where}: unknown model {name!r}; expected one of {list(MODEL_TYPES)}")
-    return name

@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import DataError, ParamError
 
@@ -80,23 +80,15 @@ def parse_release_csv(path: str | Path, content: str, num_classes: int) -> list[
         if not row:
             raise DataError(f"{path}: line {line}: empty line; expected (class index, title, text)")
         if len(row) != 3:
-            raise DataError(
-                f"{path}: line {line}: expected 3 columns (class index, title, text), found {len(row)}"
-            )
+            raise DataError(f"{path}: line {line}: expected 3 columns (class index, title, text), found {len(row)}")
         label_field, title, text = row
         if not _CLASS_INDEX.fullmatch(label_field.strip()):  # int() would also take "1_0", "+3" and "３"
             if line == 1:
-                raise DataError(
-                    f"{path}: line 1 looks like a header ({label_field!r}); the release format has no header"
-                )
-            raise DataError(
-                f"{path}: line {line}: class index {label_field!r} is not an integer in 1..{num_classes}"
-            )
+                raise DataError(f"{path}: line 1 looks like a header ({label_field!r}); the release format has no header")
+            raise DataError(f"{path}: line {line}: class index {label_field!r} is not an integer in 1..{num_classes}")
         class_index = int(label_field)
         if not 1 <= class_index <= num_classes:
-            raise DataError(
-                f"{path}: line {line}: class index {class_index} is out of range; expected 1..{num_classes}"
-            )
+            raise DataError(f"{path}: line {line}: class index {class_index} is out of range; expected 1..{num_classes}")
         if not title.strip() and not text.strip():
             raise DataError(f"{path}: line {line}: empty text (both title and text are blank)")
         documents.append(Document(class_index, title, text))

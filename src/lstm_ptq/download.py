@@ -24,9 +24,9 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from .artifacts import atomic_write_text, staged_output
-from .config import DownloadParams, RemoteSource
 from .datasets import DatasetSpec, Document, dataset_spec, decode_utf8, format_release_csv, parse_release_csv, read_classes
 from .errors import DataError, DownloadError, ParamError
+from .settings import DownloadSettings, RemoteSource
 from .splits import stratified_split
 
 CHUNK = 1 << 20
@@ -71,9 +71,7 @@ def _write_release(staged: Path, spec: DatasetSpec, train: list[Document], test:
     atomic_write_text(staged / "classes.txt", "".join(f"{name}\n" for name in classes))
 
 
-def materialize_bundled(
-    spec: DatasetSpec, bundled_root: Path, staged: Path, test_fraction: float | None, seed: int, extra_train: bool = False
-) -> None:
+def materialize_bundled(spec: DatasetSpec, bundled_root: Path, staged: Path, test_fraction: float | None, seed: int, extra_train: bool = False) -> None:
     """Release files from the bundled rows. Extra rows, if asked for, join the training split only,
     after any test split has been carved out of ``train.csv``."""
     classes = read_classes(bundled_root / spec.name / "classes.txt", spec)
@@ -86,9 +84,7 @@ def materialize_bundled(
     elif test_gz.exists():
         test = read_bundled_csv(bundled_root, spec, "test.csv")
     else:
-        raise ParamError(
-            f"download.{spec.name}.bundled_test_fraction: required, because no bundled test split exists ({test_gz})"
-        )
+        raise ParamError(f"download.{spec.name}.bundled_test_fraction: required, because no bundled test split exists ({test_gz})")
     if extra_train:
         train = train + read_bundled_csv(bundled_root, spec, spec.extra_train_file)
     _write_release(staged, spec, train, test, classes)
@@ -113,12 +109,10 @@ def _stream_to_file(source: RemoteSource, destination: Path) -> str:
                 if time.monotonic() > deadline:
                     raise DownloadError(f"{source.url}: download took longer than {10 * source.timeout_s:.0f} s")
             if expected_length is not None and received != int(expected_length):
-                raise DownloadError(
-                    f"{source.url}: truncated body: received {received} of {expected_length} bytes"
-                )
+                raise DownloadError(f"{source.url}: truncated body: received {received} of {expected_length} bytes")
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{source.url}: HTTP {exc.code} {exc.reason}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise DownloadError(f"{source.url}: timed out after {source.timeout_s:g} s without data") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -175,9 +169,7 @@ def fetch_remote(spec: DatasetSpec, source: RemoteSource, staged: Path) -> None:
     archive = staged / "download.partial"
     actual = _stream_to_file(source, archive)
     if actual != source.sha256:
-        raise DownloadError(
-            f"{source.url}: SHA-256 mismatch: got {actual}, expected {source.sha256} (download.{spec.name}.remote.sha256)"
-        )
+        raise DownloadError(f"{source.url}: SHA-256 mismatch: got {actual}, expected {source.sha256} (download.{spec.name}.remote.sha256)")
     files = extract_release(archive, spec, origin=source.url)
     archive.unlink()
     for name in ("train.csv", "test.csv"):
@@ -191,7 +183,7 @@ def fetch_remote(spec: DatasetSpec, source: RemoteSource, staged: Path) -> None:
         (staged / name).write_bytes(content)
 
 
-def run_download(params: DownloadParams, bundled_root: Path, out_dir: Path) -> None:
+def run_download(params: DownloadSettings, bundled_root: Path, out_dir: Path) -> None:
     """Build the release files for one dataset and swap them into ``out_dir`` atomically."""
     spec = dataset_spec(params.dataset)
     with staged_output(out_dir) as staged:

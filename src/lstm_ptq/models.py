@@ -16,9 +16,10 @@ and :data:`MODEL_TYPES` maps each model type to its float and quantized class.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> "ModelConfig":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> ModelConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
@@ -280,9 +281,7 @@ def label_losses_fast(hidden: torch.Tensor, targets: torch.Tensor, parts: Decode
     return out
 
 
-def document_label_losses(
-    hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, parts: DecoderParts
-) -> torch.Tensor:
+def document_label_losses(hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, parts: DecoderParts) -> torch.Tensor:
     """Sequence loss (equation 13) of every document under every label, ``[B, C]``; padding costs nothing."""
     batch = hidden.shape[0]
     flat_mask = mask.reshape(-1)
@@ -322,7 +321,8 @@ def classify_generative(losses: torch.Tensor, log_prior: torch.Tensor | None = N
 # Construction and checkpoints
 # --------------------------------------------------------------------------------------------------
 
-def check_vocabulary_fits(config: ModelConfig, split: "EncodedSplit", where: str) -> None:
+
+def check_vocabulary_fits(config: ModelConfig, split: EncodedSplit, where: str) -> None:
     top = int(split.tokens.max()) if split.tokens.size else 0
     if top >= config.vocab_size:
         raise DataError(f"{where}: token id {top} is outside the vocabulary of {config.vocab_size} words")

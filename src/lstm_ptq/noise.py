@@ -27,16 +27,16 @@ Noise models (registry :data:`NOISE_MODELS`):
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import astuple, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from .artifacts import load_arrays, read_json, save_arrays, staged_output, write_json
-from .config import get_seed, get_typed, section
 from .datasets import dataset_spec, read_release_csv
 from .errors import DataError, ParamError
 from .preprocess import EncodedSplit, load_split, load_vocabulary
@@ -75,7 +75,7 @@ class CharVocabulary:
         return _vocabulary_codes(self).copy()
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> "CharVocabulary":
+    def from_texts(cls, texts: Iterable[str]) -> CharVocabulary:
         seen: set[str] = set()
         for text in texts:
             seen.update(text)
@@ -140,8 +140,7 @@ def _qwerty_neighbours() -> dict[str, tuple[str, ...]]:
         near = [
             other
             for other, (other_row, other_x) in position.items()
-            if other != key
-            and ((other_row == row and abs(other_x - x) == 1.0) or (abs(other_row - row) == 1 and abs(other_x - x) < 1.0))
+            if other != key and ((other_row == row and abs(other_x - x) == 1.0) or (abs(other_row - row) == 1 and abs(other_x - x) < 1.0))
         ]
         neighbours[key] = tuple(sorted(near))
         if key.isalpha():
@@ -233,9 +232,7 @@ def _draws(length: int, seed: int, document_id: int) -> tuple[np.ndarray, np.nda
     return draws[0], draws[1]
 
 
-def corrupt_levels(
-    text: str, levels: Sequence[float], model: NoiseModel, vocabulary: CharVocabulary, seed: int, document_id: int
-) -> list[str]:
+def corrupt_levels(text: str, levels: Sequence[float], model: NoiseModel, vocabulary: CharVocabulary, seed: int, document_id: int) -> list[str]:
     """``text`` corrupted at each noise level, coupled across levels (see the module docstring)."""
     levels = [check_noise_level(level) for level in levels]
     codes = _codes(text)
@@ -264,41 +261,6 @@ def changed_characters(original: str, noisy: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NoiseParams:
-    """The ``noise`` section: ``levels`` (epsilon values), ``models`` (registry names), ``seed`` (optional;
-    the top-level ``seed`` otherwise)."""
-
-    levels: tuple[float, ...]
-    models: tuple[str, ...]
-    seed: int
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "NoiseParams":
-        where = "noise"
-        node = section(params, where)
-        levels = check_noise_levels(get_typed(node, "levels", list, where), f"{where}.levels")
-        models = get_typed(node, "models", list, where)
-        if not models:
-            raise ParamError(f"{where}.models: empty; expected names from {sorted(NOISE_MODELS)}")
-        for i, name in enumerate(models):
-            noise_model(name, f"{where}.models[{i}]")
-        if len(set(models)) != len(models):
-            raise ParamError(f"{where}.models: {models!r} repeats a noise model")
-        if "seed" in node:
-            seed = get_typed(node, "seed", int, where)
-            if seed < 0:
-                raise ParamError(f"{where}.seed: {seed} must be >= 0")
-        else:
-            seed = get_seed(params)
-        return cls(levels, tuple(models), seed)
-
-
-# --------------------------------------------------------------------------------------------------
 # Noisy test sets
 # --------------------------------------------------------------------------------------------------
 
@@ -314,7 +276,7 @@ class NoisyCounts:
     empty: int = 0  # documents left empty by cleaning (encoded as one <unk>)
     tokens: int = 0  # tokens before truncation
 
-    def __add__(self, other: "NoisyCounts") -> "NoisyCounts":
+    def __add__(self, other: NoisyCounts) -> NoisyCounts:
         return NoisyCounts(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     @property

@@ -8,14 +8,13 @@ data and :func:`lstm_ptq.pipeline.noise.figure16_stage` draws Figure 16 from bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from .config import check_dataset, get_typed, section
 from .datasets import Document
-from .errors import DataError, ParamError
-from .noise import CharVocabulary, NoiseModel, NoiseParams, check_noise_level, corrupt_text, encode_noisy, noise_model
+from .errors import DataError
+from .noise import CharVocabulary, NoiseModel, corrupt_text, encode_noisy
 from .preprocess import EncodedSplit
 from .text import Vocabulary, document_text
 
@@ -23,34 +22,6 @@ MODEL_TYPE = "generative"  # section 7 trains the generative classifier with noi
 SCHEME = "class_conditional"  # and calibrates it class-conditionally
 # Training corruption draws from seed + SEED_OFFSET, so it is independent of the test corruption.
 SEED_OFFSET = 1
-
-
-@dataclass(frozen=True)
-class NoiseTrainingParams:
-    """The ``noise_training`` section: ``datasets``, ``noise_model`` (a name from ``noise.models``),
-    ``level`` (training noise level) and ``eval_level`` (Figure 16's test noise level, in ``noise.levels``)."""
-
-    datasets: tuple[str, ...]
-    noise_model: str
-    level: float
-    eval_level: float
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "NoiseTrainingParams":
-        where = "noise_training"
-        node = section(params, where)
-        noise = NoiseParams.from_params(params)
-        datasets = get_typed(node, "datasets", list, where)
-        for i, name in enumerate(datasets):
-            check_dataset(name, f"{where}.datasets[{i}]")
-        name = noise_model(get_typed(node, "noise_model", str, where), f"{where}.noise_model").name
-        if name not in noise.models:
-            raise ParamError(f"{where}.noise_model: {name!r} is not in noise.models {list(noise.models)!r}, so it has no noisy test sets")
-        level = check_noise_level(get_typed(node, "level", (int, float), where), f"{where}.level")
-        eval_level = check_noise_level(get_typed(node, "eval_level", (int, float), where), f"{where}.eval_level")
-        if eval_level not in noise.levels:
-            raise ParamError(f"{where}.eval_level: {eval_level} is not in noise.levels {list(noise.levels)!r}")
-        return cls(tuple(datasets), name, level, eval_level)
 
 
 def corrupt_split(

@@ -132,6 +132,6 @@ class ProjectPaths:
     def figure16_metrics(self) -> Path:
         return self.root / "metrics" / "figure16.json"
 
-    def noise_trained(self) -> "ProjectPaths":
+    def noise_trained(self) -> ProjectPaths:
         """The noise-trained variant's tree (section 7)."""
         return ProjectPaths(self.root / VARIANT_ROOT)

@@ -10,8 +10,9 @@ of the pipeline's outputs (``dvc.yaml`` ``plots``), so they do not change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +67,9 @@ def ptq_series(grid: pd.DataFrame, dataset: str, columns: Mapping[str, tuple[str
     return wide_table(grid, "bit_width", sorted(bit_widths, reverse=True), lines, value)
 
 
-def write_ptq_figures(grid: pd.DataFrame, out_dir: Path, datasets: Sequence[str], model_types: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str]) -> list[Path]:
+def write_ptq_figures(
+    grid: pd.DataFrame, out_dir: Path, datasets: Sequence[str], model_types: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str]
+) -> list[Path]:
     """CSV series under ``out_dir`` and one PNG per figure; returns the files written."""
     plt = _pyplot()
     written: list[Path] = []

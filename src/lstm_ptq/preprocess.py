@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from .artifacts import load_arrays, read_json, save_arrays, staged_output, write_json
-from .config import TokenizeParams
 from .datasets import Document, class_counts, dataset_spec, read_classes, read_release_csv
 from .errors import DataError
+from .settings import TokenizeSettings
 from .splits import stratified_split
 from .text import Vocabulary, clean_text, document_text, encode_padded, tokenize
 
@@ -34,7 +34,7 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, rows: np.ndarray) -> "EncodedSplit":
+    def subset(self, rows: np.ndarray) -> EncodedSplit:
         """The documents at positions ``rows`` (in that order), every array indexed alike."""
         return EncodedSplit(self.tokens[rows], self.lengths[rows], self.labels[rows], self.source_rows[rows])
 
@@ -61,7 +61,9 @@ def load_vocabulary(tokenized_dir: str | Path) -> Vocabulary:
     return Vocabulary(tuple(read_json(Path(tokenized_dir) / "vocab.json")))
 
 
-def _split_stats(tokens: list[list[str]], encoded_lengths: np.ndarray, unknown: int, kept: int, labels: np.ndarray, num_classes: int, max_length: int) -> dict[str, Any]:
+def _split_stats(
+    tokens: list[list[str]], encoded_lengths: np.ndarray, unknown: int, kept: int, labels: np.ndarray, num_classes: int, max_length: int
+) -> dict[str, Any]:
     raw_lengths = np.array([len(t) for t in tokens], dtype=np.int64)
     return {
         "rows": int(len(labels)),
@@ -74,7 +76,7 @@ def _split_stats(tokens: list[list[str]], encoded_lengths: np.ndarray, unknown: 
     }
 
 
-def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: TokenizeParams) -> dict[str, Any]:
+def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: TokenizeSettings) -> dict[str, Any]:
     """Write ``{train,valid,test}.npz``, ``vocab.json`` and ``classes.json`` into ``out_dir``; return stats.
 
     Documents whose text is empty after cleaning cannot be classified; they are skipped and counted
@@ -98,7 +100,13 @@ def build_tokenized(dataset: str, raw_dir: Path, out_dir: Path, params: Tokenize
     }
     vocabulary = Vocabulary.build((train_tokens[i] for i in keep), params.max_vocab_size, params.min_freq)
 
-    stats: dict[str, Any] = {"dataset": dataset, "vocab_size": len(vocabulary), "num_classes": spec.num_classes, "splits": {}, "skipped_empty_after_cleaning": {}}
+    stats: dict[str, Any] = {
+        "dataset": dataset,
+        "vocab_size": len(vocabulary),
+        "num_classes": spec.num_classes,
+        "splits": {},
+        "skipped_empty_after_cleaning": {},
+    }
     with staged_output(out_dir) as staged:
         for split, (rows, all_tokens, all_labels) in parts.items():
             rows = np.array([r for r in rows if all_tokens[r]], dtype=np.int64)

@@ -19,5 +19,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
         "| model | dataset | test accuracy (%) | paper (%) | training rows | test rows |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r.model} | {r.dataset} | {r.accuracy_pct} | {r.paper_accuracy_pct} | {r.train_rows} | {r.test_rows} |" for r in table.itertuples(index=False)]
+    lines += [
+        f"| {r.model} | {r.dataset} | {r.accuracy_pct} | {r.paper_accuracy_pct} | {r.train_rows} | {r.test_rows} |" for r in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"

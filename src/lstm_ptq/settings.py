@@ -12,9 +12,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -62,7 +63,8 @@ SCHEMA: dict[str, Any] = {
     "evaluate": dict.fromkeys(("batch_size", "use_log_prior")),
     "noise": dict.fromkeys(("levels",)),
     "quantization": dict.fromkeys(("act_high_percentile", "weight_scaling", "weight_high_percentile", "act_narrow_range", "cell_state_bit_width")),
-    "calibration": dict.fromkeys(("fraction", "final_layer_algorithm", "batch_size", "gpfq_batch_size", "gpfq_documents", "error_batches")),
+    "calibration": dict.fromkeys(("fraction", "batch_size")),
+    "final_layer": dict.fromkeys(("algorithm", "batch_size", "documents", "error_batches")),
     "noise_quantized": dict.fromkeys(("test_documents",)),
     "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
 }
@@ -208,9 +210,9 @@ def _optional_int(node: Mapping[str, Any], key: str, where: str, what: str) -> i
     return value
 
 
-def _positive(value: int | float, name: str, *, strict_int: bool = True) -> Any:
-    if (value < 1) if strict_int else not (value > 0 and math.isfinite(value)):
-        raise ParamError(f"{name}: {value!r} must be {'>= 1' if strict_int else 'a finite number > 0'}")
+def _positive(value: int, name: str) -> int:
+    if value < 1:
+        raise ParamError(f"{name}: {value!r} must be >= 1")
     return value
 
 
@@ -253,17 +255,13 @@ def _name_list(node: Mapping[str, Any], key: str, where: str, check: Any) -> tup
     return names
 
 
-def _check_bit_width(value: Any, where: str) -> int:
-    from .quantization.spec import MAX_BIT_WIDTH, MIN_BIT_WIDTH
+def check_bit_width(value: Any, where: str) -> int:
+    from .quantization.spec import check_bit_width  # Brevitas: imported only by the stages that quantize
 
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(f"{where}: {value!r} is not an integer bit width")
-    if not MIN_BIT_WIDTH <= value <= MAX_BIT_WIDTH:
-        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
-    return value
+    return check_bit_width(value, where)
 
 
-def _check_scheme(name: Any, where: str) -> str:
+def check_scheme(name: Any, where: str) -> str:
     from .calibration import check_scheme
 
     if not isinstance(name, str):
@@ -274,7 +272,7 @@ def _check_scheme(name: Any, where: str) -> str:
         raise ParamError(f"{where}: {exc}") from None
 
 
-def _check_noise_model(name: Any, where: str) -> str:
+def check_noise_model(name: Any, where: str) -> str:
     from .noise import noise_model
 
     return noise_model(name, where).name
@@ -299,17 +297,17 @@ class GridSettings:
     noise_trained_datasets: tuple[str, ...]
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "GridSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> GridSettings:
         where = "grid"
         node = section(params, where)
         out = cls(
             datasets=_name_list(node, "datasets", where, check_dataset),
             model_types=_name_list(node, "model_types", where, check_model_type),
-            bit_widths=_name_list(node, "bit_widths", where, _check_bit_width),
-            calibration_schemes=_name_list(node, "calibration_schemes", where, _check_scheme),
-            noise_models=_name_list(node, "noise_models", where, _check_noise_model),
-            noise_quantized_schemes=_name_list(node, "noise_quantized_schemes", where, _check_scheme),
-            noise_quantized_noise_models=_name_list(node, "noise_quantized_noise_models", where, _check_noise_model),
+            bit_widths=_name_list(node, "bit_widths", where, check_bit_width),
+            calibration_schemes=_name_list(node, "calibration_schemes", where, check_scheme),
+            noise_models=_name_list(node, "noise_models", where, check_noise_model),
+            noise_quantized_schemes=_name_list(node, "noise_quantized_schemes", where, check_scheme),
+            noise_quantized_noise_models=_name_list(node, "noise_quantized_noise_models", where, check_noise_model),
             noise_trained_datasets=_name_list(node, "noise_trained_datasets", where, check_dataset),
         )
         for key, values, within, what in (
@@ -330,7 +328,7 @@ class RemoteSource:
     timeout_s: float
 
     @classmethod
-    def from_params(cls, node: Mapping[str, Any], where: str) -> "RemoteSource":
+    def from_params(cls, node: Mapping[str, Any], where: str) -> RemoteSource:
         url = get_typed(node, "url", str, where)
         if not re.match(r"^(https?|file)://", url):
             raise ParamError(f"{where}.url: {url!r} is not an http(s):// or file:// URL")
@@ -355,7 +353,7 @@ class DownloadSettings:
     bundled_extra_train: bool = False  # append the bundled title-less extra training rows (data/bundled/PROVENANCE.md)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], dataset: str) -> "DownloadSettings":
+    def from_params(cls, params: Mapping[str, Any], dataset: str) -> DownloadSettings:
         check_dataset(dataset)
         where = f"download.{dataset}"
         node = section(params, where)
@@ -381,7 +379,7 @@ class TokenizeSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TokenizeSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> TokenizeSettings:
         where = "tokenize"
         node = section(params, where)
         out = cls(
@@ -409,7 +407,7 @@ class TextSettings:
     max_length: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TextSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> TextSettings:
         node = section(params, "tokenize")
         max_length = get_typed(node, "max_length", int, "tokenize")
         if max_length < 2:
@@ -427,10 +425,12 @@ class ModelSettings:
     label_embedding_dim: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "ModelSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> ModelSettings:
         where = "model"
         node = section(params, where)
-        return cls(*(_positive(get_typed(node, key, int, where), f"{where}.{key}") for key in ("embedding_dim", "hidden_size", "num_layers", "label_embedding_dim")))
+        return cls(
+            *(_positive(get_typed(node, key, int, where), f"{where}.{key}") for key in ("embedding_dim", "hidden_size", "num_layers", "label_embedding_dim"))
+        )
 
 
 @dataclass(frozen=True)
@@ -448,7 +448,7 @@ class TrainSettings:
     train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], model_type: str) -> "TrainSettings":
+    def from_params(cls, params: Mapping[str, Any], model_type: str) -> TrainSettings:
         check_model_type(model_type)
         node = section(params, "train")
         override = node.get(model_type) or {}
@@ -483,7 +483,7 @@ class EvaluateSettings:
     use_log_prior: bool = False  # equation 14 (False) or equation 6 with the training label prior (True)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, with_prior: bool = False) -> "EvaluateSettings":
+    def from_params(cls, params: Mapping[str, Any], *, with_prior: bool = False) -> EvaluateSettings:
         """``with_prior``: also read ``use_log_prior`` (only the float evaluation applies it)."""
         where = "evaluate"
         node = section(params, where)
@@ -500,7 +500,7 @@ class NoiseSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "NoiseSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> NoiseSettings:
         from .noise import check_noise_levels
 
         where = "noise"
@@ -519,7 +519,7 @@ class QuantizationSettings:
     cell_state_bit_width: int | None  # None: the cell's bit width
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "QuantizationSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> QuantizationSettings:
         where = "quantization"
         node = section(params, where)
         cell_state = get_typed(node, "cell_state_bit_width", (int, type(None)), where)
@@ -528,7 +528,7 @@ class QuantizationSettings:
             weight_scaling=get_typed(node, "weight_scaling", str, where),
             weight_high_percentile=get_typed(node, "weight_high_percentile", float, where),
             act_narrow_range=get_typed(node, "act_narrow_range", bool, where),
-            cell_state_bit_width=None if cell_state is None else _check_bit_width(cell_state, f"{where}.cell_state_bit_width"),
+            cell_state_bit_width=None if cell_state is None else check_bit_width(cell_state, f"{where}.cell_state_bit_width"),
         )
         out.spec(8)  # the spec validates every value, naming its key
         return out
@@ -548,27 +548,44 @@ class QuantizationSettings:
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    """The ``calibration`` section (sections 4.2.2, 4.2.3, 5.3, 5.4, 6.1)."""
+    """The ``calibration`` section (sections 4.2.2, 5.3, 5.4, 6.1): the calibration sets' common size as a
+    fraction of the training split, and the documents per observation batch (activation percentiles are
+    averaged over batches x time steps)."""
 
     fraction: float
-    final_layer_algorithm: str
     batch_size: int
-    gpfq_batch_size: int
-    gpfq_documents: int | None  # None: GPFQ on the whole calibration set (the paper)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CalibrationSettings:
+        where = "calibration"
+        node = section(params, where)
+        return cls(
+            fraction=check_fraction(get_typed(node, "fraction", float, where), f"{where}.fraction", allow_one=True),
+            batch_size=_positive(get_typed(node, "batch_size", int, where), f"{where}.batch_size"),
+        )
+
+
+@dataclass(frozen=True)
+class FinalLayerSettings:
+    """The ``final_layer`` section (section 4.2.3): the algorithm that refines the final linear layer after
+    calibration (GPFQ in the paper), the evenly spaced calibration documents it runs on (None: all of
+    them, the paper), its forward-pass batch, and the calibration batches its output error is measured on."""
+
+    algorithm: str
+    batch_size: int
+    documents: int | None
     error_batches: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "CalibrationSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> FinalLayerSettings:
         from .quantization.refine import check_algorithm
 
-        where = "calibration"
+        where = "final_layer"
         node = section(params, where)
         out = cls(
-            fraction=check_fraction(get_typed(node, "fraction", float, where), f"{where}.fraction", allow_one=True),
-            final_layer_algorithm=check_algorithm(get_typed(node, "final_layer_algorithm", str, where), f"{where}.final_layer_algorithm"),
+            algorithm=check_algorithm(get_typed(node, "algorithm", str, where), f"{where}.algorithm"),
             batch_size=_positive(get_typed(node, "batch_size", int, where), f"{where}.batch_size"),
-            gpfq_batch_size=_positive(get_typed(node, "gpfq_batch_size", int, where), f"{where}.gpfq_batch_size"),
-            gpfq_documents=_optional_int(node, "gpfq_documents", where, "the whole calibration set"),
+            documents=_optional_int(node, "documents", where, "the whole calibration set"),
             error_batches=get_typed(node, "error_batches", int, where),
         )
         if out.error_batches < 0:
@@ -584,7 +601,7 @@ class NoiseQuantizedSettings:
     test_documents: int | None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "NoiseQuantizedSettings":
+    def from_params(cls, params: Mapping[str, Any]) -> NoiseQuantizedSettings:
         return cls(_optional_int(section(params, "noise_quantized"), "test_documents", "noise_quantized", "the whole test split"))
 
 
@@ -598,12 +615,15 @@ class NoiseTrainingSettings:
     eval_level: float | None = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, with_eval_level: bool = False) -> "NoiseTrainingSettings":
+    def from_params(cls, params: Mapping[str, Any], *, with_eval_level: bool = False) -> NoiseTrainingSettings:
         from .noise import check_noise_level
 
         where = "noise_training"
         node = section(params, where)
-        name = _check_noise_model(get_typed(node, "noise_model", str, where), f"{where}.noise_model")
+        name = check_noise_model(get_typed(node, "noise_model", str, where), f"{where}.noise_model")
+        built = get_typed(section(params, "grid"), "noise_models", list, "grid")
+        if name not in built:
+            raise ParamError(f"{where}.noise_model: {name!r} is not in grid.noise_models {built!r}, so it has no noisy test sets")
         level = check_noise_level(get_typed(node, "level", (int, float), where), f"{where}.level")
         if not with_eval_level:
             return cls(name, level)

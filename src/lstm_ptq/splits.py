@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import ParamError
 
 
-def stratified_split(
-    labels: Sequence[int] | np.ndarray, held_out_fraction: float, seed: int, *, name: str = "fraction"
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: Sequence[int] | np.ndarray, held_out_fraction: float, seed: int, *, name: str = "fraction") -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (kept, held_out), taking ``round(fraction * n_c)`` rows of every class.
 
     Deterministic for a given seed; both index arrays are sorted so outputs keep the input order.

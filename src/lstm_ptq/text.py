@@ -6,9 +6,9 @@ import html
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class Vocabulary:
         return {token: i for i, token in enumerate(self.tokens)}
 
     @classmethod
-    def build(cls, documents: Iterable[Sequence[str]], max_size: int, min_freq: int) -> "Vocabulary":
+    def build(cls, documents: Iterable[Sequence[str]], max_size: int, min_freq: int) -> Vocabulary:
         """Most frequent tokens (ties broken alphabetically) with count >= ``min_freq``, up to ``max_size`` ids."""
         if max_size <= len(SPECIAL_TOKENS):
             raise ParamError(f"tokenize.max_vocab_size: {max_size} must exceed {len(SPECIAL_TOKENS)} (the special tokens)")
@@ -110,9 +110,7 @@ class Vocabulary:
         return [index.get(token, UNK_ID) for token in tokens]
 
 
-def encode_padded(
-    documents: Sequence[Sequence[str]], vocabulary: Vocabulary, max_length: int
-) -> tuple[np.ndarray, np.ndarray, int, int]:
+def encode_padded(documents: Sequence[Sequence[str]], vocabulary: Vocabulary, max_length: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Encode, truncate to ``max_length`` and right-pad with ``<pad>``.
 
     Returns (tokens [N, L] int32, lengths [N] int32, number of <unk> tokens, number of tokens kept).

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,77 +22,18 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .artifacts import load_torch, save_torch
-from .config import get_seed, get_typed, section
-from .errors import ParamError
 from .evaluation import batch_tensors, evaluate, float_scorer, score_split
-from .models import MODEL_TYPES, GenerativeLSTM, ModelConfig, build_model
+from .models import GenerativeLSTM, ModelConfig, build_model
 from .preprocess import EncodedSplit
+from .settings import ModelSettings, TrainSettings
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    batch_size: int
-    learning_rate: float
-    max_epochs: int
-    patience: int
-    grad_clip: float
-    seed: int
-    num_threads: int
-    bucket_batches: int  # batches per length bucket (1 = plain shuffling)
-    train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], model_type: str) -> "TrainParams":
-        node = dict(section(params, "train"))
-        override = node.pop(model_type, None) or {}
-        if not isinstance(override, Mapping):
-            raise ParamError(f"train.{model_type}: {override!r} is not a mapping of per-model overrides")
-        shared = {k: v for k, v in node.items() if k not in MODEL_TYPES}
-
-        def get(key: str, kind: type) -> Any:
-            # an overridden key is reported under its own path, e.g. train.generative.max_epochs
-            if key in override:
-                return get_typed(override, key, kind, f"train.{model_type}")
-            return get_typed(shared, key, kind, "train")
-
-        def where(key: str) -> str:
-            return f"train.{model_type}.{key}" if key in override else f"train.{key}"
-
-        out = cls(
-            batch_size=get("batch_size", int),
-            learning_rate=get("learning_rate", float),
-            max_epochs=get("max_epochs", int),
-            patience=get("patience", int),
-            grad_clip=get("grad_clip", float),
-            seed=get_seed(params),
-            num_threads=get("num_threads", int),
-            bucket_batches=get("bucket_batches", int),
-            train_accuracy_rows=get("train_accuracy_rows", int),
-        )
-        for name in ("batch_size", "max_epochs", "patience", "num_threads", "bucket_batches"):
-            if getattr(out, name) < 1:
-                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be >= 1")
-        for name in ("learning_rate", "grad_clip"):
-            if getattr(out, name) <= 0:
-                raise ParamError(f"{where(name)}: {getattr(out, name)!r} must be > 0")
-        return out
+def model_config(settings: ModelSettings, model_type: str, vocab_size: int, num_classes: int) -> ModelConfig:
+    """The ``model`` section's sizes for one classifier of a dataset."""
+    return ModelConfig(model_type=model_type, vocab_size=vocab_size, num_classes=num_classes, **asdict(settings))
 
 
-def model_config_from_params(params: Mapping[str, Any], model_type: str, vocab_size: int, num_classes: int) -> ModelConfig:
-    where = "model"
-    node = section(params, where)
-    return ModelConfig(
-        model_type=model_type,
-        vocab_size=vocab_size,
-        num_classes=num_classes,
-        embedding_dim=get_typed(node, "embedding_dim", int, where),
-        hidden_size=get_typed(node, "hidden_size", int, where),
-        num_layers=get_typed(node, "num_layers", int, where),
-        label_embedding_dim=get_typed(node, "label_embedding_dim", int, where),
-    )
-
-
-def epoch_batches(lengths: np.ndarray, params: TrainParams, epoch: int) -> list[np.ndarray]:
+def epoch_batches(lengths: np.ndarray, params: TrainSettings, epoch: int) -> list[np.ndarray]:
     """Shuffled batches of similar-length rows; the order depends only on (seed, epoch)."""
     rng = np.random.default_rng([params.seed, epoch])
     order = rng.permutation(len(lengths))
@@ -116,7 +57,7 @@ def batch_loss(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, la
     return loss / len(lengths), float(loss.detach()), len(lengths)
 
 
-def run_fingerprint(config: ModelConfig, params: TrainParams, data_files: list[Path]) -> str:
+def run_fingerprint(config: ModelConfig, params: TrainSettings, data_files: list[Path]) -> str:
     """Identifies a training run: a resume state is only reused by the run that wrote it."""
     digest = hashlib.sha256(json.dumps([config.to_dict(), asdict(params)], sort_keys=True).encode())
     for path in data_files:
@@ -148,7 +89,7 @@ class TrainResult:
 
 def train_model(
     config: ModelConfig,
-    params: TrainParams,
+    params: TrainSettings,
     train: EncodedSplit,
     valid: EncodedSplit,
     resume_path: Path | None = None,

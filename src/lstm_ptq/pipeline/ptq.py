@@ -8,30 +8,27 @@ The calibrate cell is split into :func:`observe_activation_ranges`, :func:`refin
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..analysis import final_layer_output_error, hidden_state_stats
-from ..artifacts import load_arrays, read_json, save_arrays, write_frame, write_json
+from ..artifacts import load_arrays, read_json, save_arrays, write_json
 from ..calibration import build_calibration_sets, check_scheme, needs_predictions
-from ..config import get_seed, get_typed, section
-from ..errors import DataError, ParamError
+from ..errors import DataError
 from ..evaluation import Evaluation, evaluate, float_scorer, score_split
 from ..models import check_vocabulary_fits, load_float_model
 from ..paths import ProjectPaths
-from ..plots import write_ptq_figures
 from ..preprocess import EncodedSplit, evenly_spaced, load_split
 from ..quantization import (
     QuantSpec,
     activation_ranges,
     apply_gpfq,
     calibrate,
-    check_algorithm,
     load_quantized,
     quant_scorer,
     quantize,
@@ -39,6 +36,7 @@ from ..quantization import (
     set_activation_ranges,
     token_batches,
 )
+from ..settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
 from . import log
 
 # Activation ranges do not depend on the bit width (the statistics come from a float pass), so they
@@ -47,50 +45,24 @@ OBSERVE_BIT_WIDTH = 8
 HIDDEN_STATE_DOCUMENTS = 512  # test documents the hidden-state statistics are measured on
 
 
-def calibration_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    where = "calibration"
-    node = section(params, where)
-    schemes = get_typed(node, "schemes", list, where)
-    if not schemes:
-        raise ParamError(f"{where}.schemes: empty; expected at least one calibration scheme")
-    out = {
-        "schemes": [check_scheme(str(s)) for s in schemes],
-        "fraction": get_typed(node, "fraction", float, where),
-        "final_layer_algorithm": check_algorithm(get_typed(node, "final_layer_algorithm", str, where), f"{where}.final_layer_algorithm"),
-        "batch_size": get_typed(node, "batch_size", int, where),
-        "error_batches": get_typed(node, "error_batches", int, where),
-        "gpfq_batch_size": get_typed(node, "gpfq_batch_size", int, where),
-        "gpfq_documents": None if node.get("gpfq_documents") is None else get_typed(node, "gpfq_documents", int, where),
-    }
-    if not 0.0 < out["fraction"] <= 1.0:
-        raise ParamError(f"{where}.fraction: {out['fraction']!r} is not in (0, 1]")
-    if out["batch_size"] < 1 or out["error_batches"] < 0:
-        raise ParamError(f"{where}: batch_size must be >= 1 and error_batches >= 0")
-    if out["gpfq_batch_size"] < 1:
-        raise ParamError(f"{where}.gpfq_batch_size: {out['gpfq_batch_size']} must be >= 1")
-    if out["gpfq_documents"] is not None and out["gpfq_documents"] < 1:
-        raise ParamError(f"{where}.gpfq_documents: {out['gpfq_documents']} must be >= 1, or null for the whole calibration set")
-    return out
-
-
-def quantize_stage(params: Mapping[str, Any], dataset: str, model_type: str, bit_width: int, root: Path) -> None:
+def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: QuantizationSettings, root: Path) -> None:
     """Section 4.2.1: weights quantized statically, activation quantizers inserted but not yet set."""
     paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
-    qmodel = quantize(float_model, QuantSpec.from_params(params, bit_width))
+    qmodel = quantize(float_model, quantization.spec(bit_width))
     save_quantized(qmodel, paths.quantized(dataset, model_type, bit_width), calibrated=False)
 
 
-def calibration_sets_stage(params: Mapping[str, Any], dataset: str, model_type: str, root: Path) -> dict[str, Any]:
-    """Row indices of every calibration scheme (one common size), plus their class histograms."""
+def calibration_sets_stage(dataset: str, model_type: str, schemes: Sequence[str], fraction: float, seed: int, root: Path) -> dict[str, Any]:
+    """Row indices of every calibration scheme (one common size: ``fraction`` of the training split, or
+    less where a scheme's classes cannot supply it), plus their class histograms."""
     paths = ProjectPaths(root)
-    settings = calibration_params(params)
     train = load_split(paths.tokenized(dataset), "train")
     config, float_model = load_float_model(paths, dataset, model_type)
     predicted = None
-    if needs_predictions(settings["schemes"]):
+    if needs_predictions(schemes):
         predicted = score_split(float_scorer(float_model), train).argmax(axis=1)
-    rows, summary = build_calibration_sets(train.labels, config.num_classes, settings["fraction"], settings["schemes"], get_seed(params), predicted)
+    rows, summary = build_calibration_sets(train.labels, config.num_classes, fraction, list(schemes), seed, predicted)
     if predicted is not None:
         summary["float_train_accuracy_for_pseudo_labels"] = round(float((predicted == train.labels).mean()), 6)
     save_arrays(paths.calibration_rows(dataset, model_type), **{name: r.astype(np.int64) for name, r in rows.items()})
@@ -104,7 +76,7 @@ def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str)
     rows_file = paths.calibration_rows(dataset, model_type)
     sets = load_arrays(rows_file)
     if scheme not in sets:
-        raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to calibration.schemes and rerun calibration_sets")
+        raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to grid.calibration_schemes and rerun calibration_sets")
     return sets[scheme]
 
 
@@ -116,15 +88,16 @@ def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, bat
     return activation_ranges(qmodel), documents
 
 
-def activation_ranges_stage(params: Mapping[str, Any], dataset: str, model_type: str, scheme: str, root: Path) -> dict[str, Any]:
+def activation_ranges_stage(
+    dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, root: Path
+) -> dict[str, Any]:
     """The percentile range of every activation on the scheme's set, shared by every bit width."""
-    settings = calibration_params(params)
     paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
     train = load_split(paths.tokenized(dataset), "train")
-    batches = token_batches(train, settings["batch_size"], scheme_rows(paths, dataset, model_type, scheme))
+    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme))
     started = time.perf_counter()
-    ranges, documents = observe_activation_ranges(float_model, QuantSpec.from_params(params, OBSERVE_BIT_WIDTH), batches)
+    ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started
     save_arrays(paths.activation_ranges_file(dataset, model_type, scheme), **{name: value.numpy() for name, value in ranges.items()})
     summary = {
@@ -159,16 +132,23 @@ class Refinement:
     seconds: float
 
 
-def refine_cell(qmodel: torch.nn.Module, float_model: torch.nn.Module, train: EncodedSplit, rows: np.ndarray, settings: Mapping[str, Any]) -> Refinement:
-    """GPFQ (or the configured final-layer algorithm) on an evenly spaced ``gpfq_documents`` subset of
-    the calibration ``rows``, with the final layer's output error measured before and after on
-    ``error_batches`` batches spread over the calibration set. ``settings`` is :func:`calibration_params`."""
-    batches = token_batches(train, settings["batch_size"], rows)
-    error_batches = batches[:: max(1, len(batches) // max(settings["error_batches"], 1))][: settings["error_batches"]]
-    refine = rows[evenly_spaced(len(rows), settings["gpfq_documents"])]
+def refine_cell(
+    qmodel: torch.nn.Module,
+    float_model: torch.nn.Module,
+    train: EncodedSplit,
+    rows: np.ndarray,
+    calibration: CalibrationSettings,
+    final_layer: FinalLayerSettings,
+) -> Refinement:
+    """GPFQ (or the configured final-layer algorithm) on an evenly spaced ``final_layer.documents`` subset
+    of the calibration ``rows``, with the final layer's output error measured before and after on
+    ``final_layer.error_batches`` calibration batches spread over the set."""
+    batches = token_batches(train, calibration.batch_size, rows)
+    error_batches = batches[:: max(1, len(batches) // max(final_layer.error_batches, 1))][: final_layer.error_batches]
+    refine = rows[evenly_spaced(len(rows), final_layer.documents)]
     error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     started = time.perf_counter()
-    gpfq = apply_gpfq(qmodel, token_batches(train, settings["gpfq_batch_size"], refine), settings["final_layer_algorithm"])
+    gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine), final_layer.algorithm)
     seconds = time.perf_counter() - started
     error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     return Refinement(gpfq, len(refine), error_before, error_after, seconds)
@@ -184,12 +164,21 @@ def evaluate_cell(qmodel: torch.nn.Module, test: EncodedSplit, batch_size: int) 
     return result, hidden, seconds
 
 
-def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bit_width: int, scheme: str, root: Path) -> dict[str, Any]:
+def calibrate_stage(
+    dataset: str,
+    model_type: str,
+    bit_width: int,
+    scheme: str,
+    quantization: QuantizationSettings,
+    calibration: CalibrationSettings,
+    final_layer: FinalLayerSettings,
+    evaluate_settings: EvaluateSettings,
+    root: Path,
+) -> dict[str, Any]:
     """The scheme's activation ranges at this bit width (4.2.2), GPFQ (4.2.3), then the test evaluation."""
-    settings = calibration_params(params)
     paths = ProjectPaths(root)
     config, float_model = load_float_model(paths, dataset, model_type)
-    spec = QuantSpec.from_params(params, bit_width)
+    spec = quantization.spec(bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
     rows = scheme_rows(paths, dataset, model_type, scheme)
     train = load_split(paths.tokenized(dataset), "train")
@@ -197,14 +186,13 @@ def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bi
     set_activation_ranges(qmodel, ranges, str(ranges_file))
 
     # calibration itself ran once per scheme: activation_ranges/summary.json
-    refinement = refine_cell(qmodel, float_model, train, rows, settings)
+    refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer)
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
 
     test = load_split(paths.tokenized(dataset), "test")
     check_vocabulary_fits(config, test, str(paths.tokenized(dataset) / "test.npz"))
     classes = read_json(paths.tokenized(dataset) / "classes.json")
-    batch_size = get_typed(section(params, "evaluate"), "batch_size", int, "evaluate")
-    result, hidden, evaluate_seconds = evaluate_cell(qmodel, test, batch_size)
+    result, hidden, evaluate_seconds = evaluate_cell(qmodel, test, evaluate_settings.batch_size)
     float_accuracy = read_json(paths.evaluate_metrics(dataset, model_type))["accuracy"]
 
     metrics = result.metrics(classes)
@@ -228,32 +216,3 @@ def calibrate_stage(params: Mapping[str, Any], dataset: str, model_type: str, bi
     write_json(paths.calibrate_metrics(dataset, model_type, bit_width, scheme), metrics)
     log("calibrate", f"gpfq {refinement.seconds:.1f} s, evaluate {evaluate_seconds:.1f} s")
     return metrics
-
-
-GRID_COLUMNS = [
-    "dataset", "model_type", "bit_width", "calibration_scheme", "accuracy", "float_accuracy", "accuracy_drop",
-    "mean_loss", "calibration_documents", "final_layer_algorithm", "gpfq_changed_weight_fraction",
-    "final_layer_error_before_gpfq", "final_layer_error_after_gpfq", "hidden_zero_fraction",
-]
-
-
-def collect_grid(paths: ProjectPaths, datasets: Sequence[str], model_types: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str]) -> pd.DataFrame:
-    """Every calibrate cell's metrics as one long frame (columns :data:`GRID_COLUMNS`)."""
-    records = []
-    for dataset in datasets:
-        for model_type in model_types:
-            for bit_width in bit_widths:
-                for scheme in schemes:
-                    metrics = read_json(paths.calibrate_metrics(dataset, model_type, bit_width, scheme))
-                    record = {key: metrics.get(key) for key in GRID_COLUMNS}
-                    record["hidden_zero_fraction"] = metrics.get("hidden_state", {}).get("zero_h_fraction")
-                    records.append(record)
-    return pd.DataFrame(records, columns=GRID_COLUMNS, dtype=object)
-
-
-def ptq_report_stage(root: Path, datasets: Sequence[str], model_types: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str]) -> pd.DataFrame:
-    paths = ProjectPaths(root)
-    grid = collect_grid(paths, datasets, model_types, bit_widths, schemes)
-    write_frame(paths.ptq_grid(), grid)
-    write_ptq_figures(grid, paths.ptq_plots(), datasets, model_types, bit_widths, schemes)
-    return grid

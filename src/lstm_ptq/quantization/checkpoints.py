@@ -64,7 +64,10 @@ def load_quantized(path: str | Path, config: ModelConfig, spec: QuantSpec, *, ca
         raise DataError(f"{path}: quantized at bit_width={saved_spec.get('bit_width')!r}, but quantization.bit_width={spec.bit_width} was requested")
     differing = sorted(k for k in spec.to_dict() if saved_spec.get(k) != spec.to_dict()[k])
     if differing:
-        raise DataError(f"{path}: quantization settings differ from params: " + ", ".join(f"quantization.{k}: file {saved_spec.get(k)!r} vs {spec.to_dict()[k]!r}" for k in differing))
+        raise DataError(
+            f"{path}: quantization settings differ from params: "
+            + ", ".join(f"quantization.{k}: file {saved_spec.get(k)!r} vs {spec.to_dict()[k]!r}" for k in differing)
+        )
     if payload.get("model_config") != config.to_dict():
         raise DataError(f"{path}: model config {payload.get('model_config')} does not match the expected {config.to_dict()}")
     algorithm = check_algorithm(payload.get("final_layer_algorithm"), f"{path}: final_layer_algorithm")

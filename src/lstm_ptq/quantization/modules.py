@@ -5,8 +5,8 @@ Why each quantizer is configured as it is: docs/quantization.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import brevitas.nn as qnn
 import torch
@@ -59,8 +59,17 @@ class _ActOnly(nn.Module):
 
 
 _LSTM_CELL_POINTS = (
-    "output_quant", "cell_state_quant", "input_acc_quant", "forget_acc_quant", "cell_acc_quant", "output_acc_quant",
-    "input_sigmoid_quant", "forget_sigmoid_quant", "cell_tanh_quant", "output_sigmoid_quant", "hidden_state_tanh_quant",
+    "output_quant",
+    "cell_state_quant",
+    "input_acc_quant",
+    "forget_acc_quant",
+    "cell_acc_quant",
+    "output_acc_quant",
+    "input_sigmoid_quant",
+    "forget_sigmoid_quant",
+    "cell_tanh_quant",
+    "output_sigmoid_quant",
+    "hidden_state_tanh_quant",
 )
 
 

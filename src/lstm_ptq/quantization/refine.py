@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from brevitas.graph.gpfq import GPFQ, gpfq_mode
@@ -37,7 +38,7 @@ FINAL_LAYER_ALGORITHMS: dict[str, Callable[..., Any] | None] = {
 }
 
 
-def check_algorithm(name: Any, where: str = "calibration.final_layer_algorithm") -> str:
+def check_algorithm(name: Any, where: str = "final_layer.algorithm") -> str:
     if name not in FINAL_LAYER_ALGORITHMS:
         raise ParamError(f"{where}: unknown algorithm {name!r}; expected one of {list(FINAL_LAYER_ALGORITHMS)}")
     return name

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from brevitas.core.stats import StatsOp
 
-from ..config import get_typed, section
 from ..errors import ParamError
 
 MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16
@@ -18,7 +17,7 @@ MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16
 WEIGHT_SCALINGS: dict[str, StatsOp] = {"minmax": StatsOp.MAX, "percentile": StatsOp.PERCENTILE}
 
 
-def _check_bit_width(value: Any, where: str) -> int:
+def check_bit_width(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ParamError(f"{where}: {value!r} is not an integer bit width")
     if not MIN_BIT_WIDTH <= int(value) <= MAX_BIT_WIDTH:
@@ -47,7 +46,7 @@ class QuantSpec:
 
     def __post_init__(self) -> None:
         where = "quantization"
-        object.__setattr__(self, "bit_width", _check_bit_width(self.bit_width, f"{where}.bit_width"))
+        object.__setattr__(self, "bit_width", check_bit_width(self.bit_width, f"{where}.bit_width"))
         object.__setattr__(self, "act_high_percentile", _check_percentile(self.act_high_percentile, f"{where}.act_high_percentile"))
         object.__setattr__(self, "weight_high_percentile", _check_percentile(self.weight_high_percentile, f"{where}.weight_high_percentile"))
         if self.weight_scaling not in WEIGHT_SCALINGS:
@@ -55,7 +54,7 @@ class QuantSpec:
         if not isinstance(self.act_narrow_range, bool):
             raise ParamError(f"{where}.act_narrow_range: {self.act_narrow_range!r} is not a bool")
         if self.cell_state_bit_width is not None:
-            object.__setattr__(self, "cell_state_bit_width", _check_bit_width(self.cell_state_bit_width, f"{where}.cell_state_bit_width"))
+            object.__setattr__(self, "cell_state_bit_width", check_bit_width(self.cell_state_bit_width, f"{where}.cell_state_bit_width"))
 
     @property
     def cell_state_bits(self) -> int:
@@ -63,16 +62,3 @@ class QuantSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], bit_width: Any) -> "QuantSpec":
-        """Read the ``quantization`` section; ``bit_width`` is the stage's matrix item."""
-        where = "quantization"
-        node = section(params, where)
-        optional: dict[str, Any] = {}
-        for name, kind in (("act_high_percentile", float), ("weight_scaling", str), ("weight_high_percentile", float), ("act_narrow_range", bool)):
-            if name in node:
-                optional[name] = get_typed(node, name, kind, where)
-        if node.get("cell_state_bit_width") is not None:
-            optional["cell_state_bit_width"] = node["cell_state_bit_width"]
-        return cls(bit_width=bit_width, **optional)

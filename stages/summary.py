@@ -1,0 +1,24 @@
+"""Stage ``summary``: metrics/summary.json, the headline numbers and the project's only DVC metric
+(float accuracy and 4-/3-bit accuracy under class-conditional and class-unconditional calibration)."""
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from lstm_ptq.cli import run_stage, stage_parser
+from lstm_ptq.pipeline.reports import summary_stage
+from lstm_ptq.settings import GridSettings
+
+parser = stage_parser(__doc__)
+
+
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return GridSettings.from_params(params)
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    summary_stage(args.root, settings)
+
+
+if __name__ == "__main__":
+    run_stage(parser, read_settings, main)
