@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lstm_ptq.datasets import DATASETS
-from lstm_ptq.evaluation import generative_scorer, score_split
+from lstm_ptq.evaluation import float_scorer, score_split
 from lstm_ptq.models import GenerativeLSTM, ModelConfig, generative_label_losses_naive
 from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.preprocess import load_split
@@ -43,7 +43,7 @@ def main() -> None:
         model.label_embedding.weight.mul_(3.0)  # random labels that actually change the scores
 
     started = time.perf_counter()
-    fast = score_split(generative_scorer(model), test, args.batch_size)
+    fast = score_split(float_scorer(model), test, args.batch_size)
     fast_seconds = time.perf_counter() - started
     tokens = int(test.lengths.sum())
     print(f"{args.dataset}: {len(test)} documents, {tokens} tokens, {classes} labels, vocabulary {args.vocab_size}, {args.threads} threads")

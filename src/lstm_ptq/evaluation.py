@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import GenerativeLSTM, generative_label_losses
 from .preprocess import EncodedSplit
 
 # (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
@@ -30,17 +29,10 @@ def batch_tensors(split: EncodedSplit, rows: np.ndarray) -> tuple[torch.Tensor, 
     return torch.from_numpy(split.tokens[rows, :width].astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
 
 
-def discriminative_scorer(model: torch.nn.Module) -> Scorer:
-    return lambda tokens, lengths: torch.log_softmax(model(tokens, lengths), dim=1)
-
-
-def generative_scorer(model: GenerativeLSTM) -> Scorer:
-    """Scores are minus the sequence losses (equation 14: the lowest loss wins)."""
-    return lambda tokens, lengths: -generative_label_losses(model, tokens, lengths)
-
-
 def float_scorer(model: torch.nn.Module) -> Scorer:
-    return generative_scorer(model) if isinstance(model, GenerativeLSTM) else discriminative_scorer(model)
+    """[B, C] class scores, higher is better: the model's own ``class_scores`` (log class probabilities of
+    the discriminative model; minus the sequence losses of the generative one, equation 14)."""
+    return model.class_scores
 
 
 @torch.no_grad()

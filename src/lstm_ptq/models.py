@@ -92,6 +92,7 @@ class DiscriminativeLSTM(nn.Module):
     """Equations 1-4: z = W h_T with h_T the hidden state at the last real token (equation 2)."""
 
     model_type = "discriminative"
+    scores_are_likelihoods = False  # class_scores are log p(y | x) already: no class prior to add
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -128,6 +129,11 @@ class DiscriminativeLSTM(nn.Module):
         """[B, C] log class probabilities (higher is better)."""
         return torch.log_softmax(self(tokens, lengths), dim=1)
 
+    def training_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+        """Equation 5 per batch: (mean loss to minimise, summed loss to report, documents it averages over)."""
+        loss = F.cross_entropy(self(tokens, lengths), labels, reduction="sum")
+        return loss / len(lengths), float(loss.detach()), len(lengths)
+
 
 def generative_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inputs ``<bos> x_1..x_T``, targets ``x_1..x_T <eos>`` and the mask of real target positions."""
@@ -156,6 +162,7 @@ class GenerativeLSTM(nn.Module):
     """Equations 7-14: p(x | y) = prod_t softmax(W [h_t ; l_y])[x_{t+1}]."""
 
     model_type = "generative"
+    scores_are_likelihoods = True  # class_scores are log p(x | y): equation 6 adds log p(y)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -207,6 +214,13 @@ class GenerativeLSTM(nn.Module):
     def class_scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[B, C] minus the sequence losses (equation 14: the lowest loss wins)."""
         return -generative_label_losses(self, tokens, lengths)
+
+    def training_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+        """Equation 13 per batch: (loss per predicted token to minimise, summed document losses to report,
+        documents)."""
+        per_doc = self(tokens, lengths, labels)
+        units = int(lengths.sum()) + len(lengths)  # predicted tokens, <eos> included
+        return per_doc.sum() / units, float(per_doc.detach().sum()), len(lengths)
 
 
 MODEL_TYPES.update({cls.model_type: ModelType(cls.model_type, cls) for cls in (DiscriminativeLSTM, GenerativeLSTM)})

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from .artifacts import load_torch, save_torch
 from .evaluation import batch_tensors, evaluate, float_scorer, score_split
-from .models import GenerativeLSTM, ModelConfig, build_model
+from .models import ModelConfig, build_model
 from .preprocess import EncodedSplit
 from .settings import ModelSettings, TrainSettings
 
@@ -44,17 +43,6 @@ def epoch_batches(lengths: np.ndarray, params: TrainSettings, epoch: int) -> lis
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + params.batch_size] for i in range(0, len(chunk), params.batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def batch_loss(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float, int]:
-    """(loss to minimise, summed loss to report, number of units it is averaged over)."""
-    if isinstance(model, GenerativeLSTM):
-        per_doc = model(tokens, lengths, labels)
-        units = int(lengths.sum()) + len(lengths)  # predicted tokens, <eos> included
-        total = per_doc.sum()
-        return total / units, float(per_doc.detach().sum()), len(lengths)
-    loss = F.cross_entropy(model(tokens, lengths), labels, reduction="sum")
-    return loss / len(lengths), float(loss.detach()), len(lengths)
 
 
 def run_fingerprint(config: ModelConfig, params: TrainSettings, data_files: list[Path]) -> str:
@@ -133,7 +121,7 @@ def train_model(
         batches = epoch_batches(train.lengths, params, epoch)
         for rows in tqdm(batches, desc=f"{config.model_type} epoch {epoch}", disable=None if progress is None else not progress, leave=False):
             tokens, lengths = batch_tensors(train, rows)
-            loss, reported, units = batch_loss(model, tokens, lengths, labels_all[rows])
+            loss, reported, units = model.training_loss(tokens, lengths, labels_all[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)

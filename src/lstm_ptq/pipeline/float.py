@@ -59,7 +59,7 @@ def evaluate_stage(dataset: str, model_type: str, settings: EvaluateSettings, ro
     config, model = load_float_model(paths, dataset, model_type)
     test = load_split(tokenized, "test")
     check_vocabulary_fits(config, test, str(tokenized / "test.npz"))
-    use_prior = settings.use_log_prior and model_type == "generative"
+    use_prior = settings.use_log_prior and model.scores_are_likelihoods
     prior = class_log_prior(load_split(tokenized, "train").labels, config.num_classes) if use_prior else None
     result = evaluate(score_split(float_scorer(model), test, settings.batch_size), test.labels, prior)
     metrics = result.metrics(classes)
