@@ -158,7 +158,25 @@ def generative_decoder_rows(model: nn.Module, tokens: torch.Tensor, lengths: tor
     return rows.reshape(classes * n, -1)
 
 
-class GenerativeLSTM(nn.Module):
+class GenerativeSteps:
+    """The LSTM passes of a generative classifier (equations 10-11), shared by the float model and its
+    Brevitas counterpart; each supplies ``lstm``, ``lstm_inputs`` and ``label_vectors``."""
+
+    def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's input ids ``<bos> x_1 .. x_T`` and the mask of its real steps."""
+        inputs, _, mask = generative_io(tokens, lengths)
+        return inputs, mask
+
+    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.lstm(self.lstm_inputs(inputs))
+        return outputs
+
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The decoder's input rows for every real position and every label (:func:`generative_decoder_rows`)."""
+        return generative_decoder_rows(self, tokens, lengths)
+
+
+class GenerativeLSTM(GenerativeSteps, nn.Module):
     """Equations 7-14: p(x | y) = prod_t softmax(W [h_t ; l_y])[x_{t+1}]."""
 
     model_type = "generative"
@@ -179,22 +197,9 @@ class GenerativeLSTM(nn.Module):
     def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.embedding(inputs)
 
-    def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM's input ids ``<bos> x_1 .. x_T`` and the mask of its real steps."""
-        inputs, _, mask = generative_io(tokens, lengths)
-        return inputs, mask
-
-    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.lstm(self.lstm_inputs(inputs))
-        return outputs
-
     def label_vectors(self) -> torch.Tensor:
         """l_y for every label, [C, d_l] (equation 9)."""
         return self.label_embedding.weight
-
-    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The decoder's input rows for every real position and every label (:func:`generative_decoder_rows`)."""
-        return generative_decoder_rows(self, tokens, lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Summed next-token cross-entropy per document given its label (equation 13), shape [B].

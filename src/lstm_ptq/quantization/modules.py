@@ -19,7 +19,7 @@ from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Uint
 from torch import nn
 
 from ..errors import DataError
-from ..models import MODEL_TYPES, ModelConfig, generative_decoder_rows, generative_io, last_real_index, register_quant_class, trim_padding
+from ..models import MODEL_TYPES, GenerativeSteps, ModelConfig, generative_io, last_real_index, register_quant_class, trim_padding
 from ..text import PAD_ID
 from .scoring import discriminative_logits, label_losses
 from .spec import WEIGHT_SCALINGS, QuantSpec
@@ -143,10 +143,9 @@ def _quant_lstm(config: ModelConfig, spec: QuantSpec) -> FlagAwareQuantLSTM:
     return lstm
 
 
-class QuantDiscriminativeLSTM(nn.Module):
-    """Brevitas counterpart of :class:`models.DiscriminativeLSTM` (same parameter names)."""
-
-    model_type = "discriminative"
+class _QuantEncoder(nn.Module):
+    """The layers both quantized classifiers share, registered first and in this order: the token
+    embedding, the LSTM input's own quantizer (see :func:`_quant_lstm`) and the QuantLSTM."""
 
     def __init__(self, config: ModelConfig, spec: QuantSpec) -> None:
         super().__init__()
@@ -155,6 +154,18 @@ class QuantDiscriminativeLSTM(nn.Module):
         self.embedding = qnn.QuantEmbedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID, weight_quant=_weight_quant(spec))
         self.lstm_input_quant = qnn.QuantIdentity(act_quant=_act_quant(spec))
         self.lstm = _quant_lstm(config, spec)
+
+    def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.lstm_input_quant(self.embedding(inputs))
+
+
+class QuantDiscriminativeLSTM(_QuantEncoder):
+    """Brevitas counterpart of :class:`models.DiscriminativeLSTM` (same parameter names)."""
+
+    model_type = "discriminative"
+
+    def __init__(self, config: ModelConfig, spec: QuantSpec) -> None:
+        super().__init__(config, spec)
         self.classifier = qnn.QuantLinear(
             config.hidden_size, config.num_classes, bias=True, weight_quant=_weight_quant(spec), bias_quant=None, input_quant=_act_quant(spec)
         )
@@ -162,9 +173,6 @@ class QuantDiscriminativeLSTM(nn.Module):
     @property
     def final_layer(self) -> qnn.QuantLinear:
         return self.classifier
-
-    def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.lstm_input_quant(self.embedding(inputs))
 
     def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM's input ids (the document) and the mask of its real steps."""
@@ -191,18 +199,13 @@ class QuantDiscriminativeLSTM(nn.Module):
         return torch.log_softmax(discriminative_logits(self, tokens, lengths), dim=1)
 
 
-class QuantGenerativeLSTM(nn.Module):
+class QuantGenerativeLSTM(GenerativeSteps, _QuantEncoder):
     """Brevitas counterpart of :class:`models.GenerativeLSTM` (same parameter names)."""
 
     model_type = "generative"
 
     def __init__(self, config: ModelConfig, spec: QuantSpec) -> None:
-        super().__init__()
-        self.config, self.spec = config, spec
-        self.final_layer_algorithm = "none"
-        self.embedding = qnn.QuantEmbedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID, weight_quant=_weight_quant(spec))
-        self.lstm_input_quant = qnn.QuantIdentity(act_quant=_act_quant(spec))
-        self.lstm = _quant_lstm(config, spec)
+        super().__init__(config, spec)
         self.label_embedding = qnn.QuantEmbedding(config.num_classes, config.label_embedding_dim, weight_quant=_weight_quant(spec))
         self.decoder = qnn.QuantLinear(
             config.hidden_size + config.label_embedding_dim,
@@ -217,25 +220,9 @@ class QuantGenerativeLSTM(nn.Module):
     def final_layer(self) -> qnn.QuantLinear:
         return self.decoder
 
-    def lstm_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.lstm_input_quant(self.embedding(inputs))
-
-    def lstm_steps(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM's input ids ``<bos> x_1 .. x_T`` and the mask of its real steps."""
-        inputs, _, mask = generative_io(tokens, lengths)
-        return inputs, mask
-
-    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.lstm(self.lstm_inputs(inputs))
-        return outputs
-
     def label_vectors(self) -> torch.Tensor:
         """l_y for every label, [C, d_l] (equation 9), through the label embedding's quantizer."""
         return self.label_embedding(torch.arange(self.config.num_classes))
-
-    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The decoder's input rows for every real position and every label (:func:`models.generative_decoder_rows`)."""
-        return generative_decoder_rows(self, tokens, lengths)
 
     def final_layer_pass(self, tokens: torch.Tensor, lengths: torch.Tensor, observe_only: bool = False) -> torch.Tensor:
         """The decoder on ``[h_t ; l_y]`` for every real position and EVERY label, as inference scores them.
