@@ -51,14 +51,13 @@ class Stage:
     outs: tuple[str, ...] = ()  # cached outputs (models, data)
     files: tuple[str, ...] = ()  # small outputs kept in git (cache: false): per-cell JSON, CSV, PNG
     plots: tuple[tuple[str, dict[str, Any]], ...] = ()  # stage plots (cache: false) with their options
-    args: tuple[str, ...] = ()  # fixed arguments after the matrix items
-    positional: tuple[str, ...] | None = None  # the whole argv when it is not the matrix items then ``args``
+    positional: tuple[str, ...] | None = None  # the whole argv when it is not the matrix items (a variant's)
 
     @property
     def argv(self) -> tuple[str, ...]:
         if self.positional is not None:
             return self.positional
-        return tuple(f"${{item.{item}}}" for item in self.matrix) + self.args
+        return tuple(f"${{item.{item}}}" for item in self.matrix)
 
 
 CONFUSION = {"template": "confusion", "x": "actual", "y": "predicted"}
@@ -225,7 +224,7 @@ class Variant:
             outs=tuple(self.reroot(o) for o in base.outs),
             files=tuple(self.reroot(f) for f in base.files),
             plots=tuple((self.reroot(p), options) for p, options in base.plots),
-            positional=tuple(fixed.get(item, f"${{item.{item}}}") for item in base.matrix) + base.args + ("--root", self.root),
+            positional=tuple(fixed.get(item, f"${{item.{item}}}") for item in base.matrix) + ("--root", self.root),
         )
 
 
@@ -254,7 +253,7 @@ def stage_reads(stage: Stage, params: dict[str, Any]) -> list[str]:
     templated: set[tuple[str, ...]] = set()
     for combo in combos:
         recorder = ReadRecorder(params)
-        read_settings(parser.parse_args([str(v) for v in combo] + list(stage.args)), recorder)
+        read_settings(parser.parse_args([str(v) for v in combo]), recorder)
         keys = []
         for key in minimal_reads(recorder.reads):
             parts = key.split(".")

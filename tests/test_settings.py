@@ -296,3 +296,12 @@ def test_quantization_settings_give_the_cell_spec():
     params["quantization"]["cell_state_bit_width"] = 8
     spec = QuantizationSettings.from_params(params).spec(3)
     assert spec.bit_width == 3 and spec.cell_state_bits == 8
+
+
+def test_model_type_names_match_the_model_registry():
+    """settings keeps the names without importing torch (every stage validates params.yaml); they must
+    stay the registry's, or a new model type would be refused by params validation."""
+    from lstm_ptq.models import MODEL_TYPES
+    from lstm_ptq.settings import MODEL_TYPE_NAMES
+
+    assert tuple(MODEL_TYPES) == MODEL_TYPE_NAMES

@@ -23,7 +23,7 @@ from .datasets import DATASETS
 from .errors import ParamError
 
 SOURCES = ("bundled", "remote")
-MODEL_TYPE_NAMES = ("discriminative", "generative")
+MODEL_TYPE_NAMES = ("discriminative", "generative")  # models.MODEL_TYPES without importing torch (a test keeps them equal)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -51,10 +50,6 @@ def run_fingerprint(config: ModelConfig, params: TrainSettings, data_files: list
     for path in data_files:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
-
-
-def _save_torch(path: Path, obj: Any) -> None:
-    save_torch(path, obj)
 
 
 def _evaluate(model: nn.Module, split: EncodedSplit) -> tuple[float, float]:
@@ -147,7 +142,7 @@ def train_model(
         else:
             stale += 1
         if resume_path is not None:
-            _save_torch(
+            save_torch(
                 resume_path,
                 {
                     "fingerprint": fingerprint,

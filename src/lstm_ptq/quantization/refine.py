@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,6 @@ def apply_gpfq(model: QuantModel, batches: Iterable[Batch], algorithm: str = "gp
     with torch.no_grad():
         before = _unpack_quant_tensor(layer.quant_weight()).clone()
     scale_before = final_layer_weight_scale(model)
-    start = time.perf_counter()
     mode = FINAL_LAYER_ALGORITHMS[algorithm]
     if mode is not None:
         layers = _run_gpfq_family(FinalLayerDriver(model).eval(), batches, mode)
@@ -80,7 +78,6 @@ def apply_gpfq(model: QuantModel, batches: Iterable[Batch], algorithm: str = "gp
         raise RuntimeError(f"the final layer's weight scale moved during {algorithm}: {scale_before} -> {scale_after}")
     return {
         "algorithm": algorithm,
-        "seconds": round(time.perf_counter() - start, 3),
         "weight_scale": scale_before,
         "changed_weight_fraction": float((after != before).float().mean()),
         "max_abs_float_weight": float(layer.weight.detach().abs().max()),
