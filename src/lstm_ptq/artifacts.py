@@ -84,14 +84,22 @@ def save_arrays(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Load an ``.npz`` written by :func:`save_arrays`; pickled objects are refused."""
+    """Load an ``.npz`` written by :func:`save_arrays`; pickled objects are refused, and a damaged or
+    foreign file is a DataError naming it."""
+    from .errors import DataError
+
     path = Path(path)
     if not path.is_file():
-        from .errors import DataError
-
         raise DataError(f"{path}: file not found")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as exc:  # numpy and zipfile raise EOFError, ValueError, BadZipFile, zlib.error, TypeError (a bare .npy), ...
+        raise DataError(f"{path}: not a loadable .npz archive ({type(exc).__name__}: {exc})") from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # NpzFile returns the raw bytes of a member not named *.npy
+            raise DataError(f"{path}: member {name!r} is not a .npy array")
+    return arrays
 
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> None:

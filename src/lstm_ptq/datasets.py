@@ -86,7 +86,10 @@ def parse_release_csv(path: str | Path, content: str, num_classes: int) -> list[
             if line == 1:
                 raise DataError(f"{path}: line 1 looks like a header ({label_field!r}); the release format has no header")
             raise DataError(f"{path}: line {line}: class index {label_field!r} is not an integer in 1..{num_classes}")
-        class_index = int(label_field)
+        try:
+            class_index = int(label_field)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+            raise DataError(f"{path}: line {line}: class index of {len(label_field.strip())} digits is out of range; expected 1..{num_classes}") from None
         if not 1 <= class_index <= num_classes:
             raise DataError(f"{path}: line {line}: class index {class_index} is out of range; expected 1..{num_classes}")
         if not title.strip() and not text.strip():

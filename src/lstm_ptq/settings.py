@@ -82,7 +82,7 @@ def validate_params(params: Any, schema: Mapping[str, Any] = SCHEMA, where: str 
         raise ParamError(f"{where or 'params.yaml'}: {params!r} is not a mapping of keys")
     for key, value in params.items():
         name = f"{where}.{key}" if where else str(key)
-        sub = schema.get(key, "unknown") if isinstance(key, str) else "unknown"
+        sub = schema.get(key, "unknown") if isinstance(key, str) and key not in _WILDCARDS else "unknown"
         if sub == "unknown":
             wildcard = next((w for w, names in _WILDCARDS.items() if w in schema and key in names), None)
             if wildcard is None:
@@ -104,6 +104,8 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamError(f"{path}: parameter file not found") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamError(f"{path}: not valid YAML ({exc})") from None
+    except (ValueError, LookupError, AttributeError) as exc:  # PyYAML's constructors on a malformed scalar: `2025-13-45`, `!!int x`
+        raise ParamError(f"{path}: not valid YAML (a value: {type(exc).__name__}: {exc})") from None
     if not isinstance(params, dict):
         raise ParamError(f"{path}: expected a mapping of sections at the top level")
     try:
