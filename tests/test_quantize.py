@@ -6,7 +6,10 @@ AG News rows (the ``small_ag_news`` project) and float models trained on them fo
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import brevitas.nn as qnn
@@ -609,3 +612,42 @@ def test_hidden_state_stats_show_low_bit_zeros(float_models: dict, calib_batches
     assert float_stats["zero_h_fraction"] == 0.0 and low["zero_h_fraction"] > 0.05
     assert float_stats["positions"] == int((calib_batches[0][1] + 1).sum() + (calib_batches[1][1] + 1).sum())
     assert 0 < float_stats["abs_c_p50"] <= float_stats["abs_c_p99"] <= float_stats["abs_c_max"]
+
+
+# --------------------------------------------------------------------------------------------------
+# TorchScript: the pipeline runs Brevitas with BREVITAS_JIT=1, the tests without (conftest.py)
+# --------------------------------------------------------------------------------------------------
+
+_JIT_CELL = """
+import sys, torch
+from lstm_ptq import quantization as Q
+from lstm_ptq.models import ModelConfig, build_model
+torch.set_num_threads(1)
+gen = torch.Generator().manual_seed(2)
+batches = []
+for _ in range(3):
+    lengths = torch.randint(1, 13, (16,), generator=gen)
+    tokens = torch.randint(4, 80, (16, 12), generator=gen) * (torch.arange(12) < lengths[:, None])
+    batches.append((tokens[:, : int(lengths.max())], lengths))
+scores = {}
+for model_type in ("discriminative", "generative"):
+    torch.manual_seed(1)
+    model = Q.quantize(build_model(ModelConfig(model_type, 80, 3, 12, 10, 1, 8)).eval(), Q.QuantSpec(bit_width=3))
+    Q.calibrate(model, batches)
+    Q.apply_gpfq(model, batches, "gpfq")
+    scores[model_type] = torch.cat([model.class_scores(t, n) for t, n in batches])
+torch.save(scores, sys.argv[1])
+"""
+
+
+def test_brevitas_jit_gives_bit_identical_results(tmp_path: Path) -> None:
+    """Quantize, calibrate, GPFQ and score in fresh processes with BREVITAS_JIT=0 and =1 (read at import)."""
+    scores = {}
+    for jit in ("0", "1"):
+        out = tmp_path / f"jit{jit}.pt"
+        env = {**os.environ, "BREVITAS_JIT": jit, "PYTHONPATH": str(REPO / "src")}
+        subprocess.run([sys.executable, "-c", _JIT_CELL, str(out)], check=True, env=env, cwd=tmp_path)
+        scores[jit] = torch.load(out, weights_only=True)
+    for model_type in ("discriminative", "generative"):
+        assert torch.equal(scores["0"][model_type], scores["1"][model_type]), model_type
+        assert scores["0"][model_type].std() > 0

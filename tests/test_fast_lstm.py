@@ -1,0 +1,133 @@
+"""The fast quantized LSTM pass against Brevitas' QuantLSTM, the reference: equal bit for bit.
+
+Models are trained for a few hundred steps on real AG News rows, so cell states grow large enough
+for the low-bit collapse of docs/quantization.md (pitfall 7) to appear; every grid bit width, the
+cell-state override, both model types and both thread counts are compared on the whole small test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lstm_ptq import quantization as Q
+from lstm_ptq.errors import DataError
+from lstm_ptq.evaluation import score_split
+from lstm_ptq.models import ModelConfig, build_model
+from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
+from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, fast_lstm
+
+BIT_WIDTHS = [8, 7, 6, 5, 4, 3, 2]
+
+
+@pytest.fixture(scope="module")
+def splits(small_ag_news: Path) -> dict:
+    tokenized = small_ag_news / "data" / "tokenized" / "ag_news"
+    out: dict = {name: load_split(tokenized, name) for name in ("train", "test")}
+    out["vocab_size"] = len(load_vocabulary(tokenized).tokens)
+    return out
+
+
+def _trained(model_type: str, splits: dict) -> nn.Module:
+    torch.set_num_threads(1)  # module fixtures run before the autouse single-thread fixture
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model_type, splits["vocab_size"], 4, 24, 24, 1, 24))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train: EncodedSplit = splits["train"]
+    rng = np.random.default_rng(0)
+    for _ in range(200 if model_type == "discriminative" else 60):
+        rows = rng.integers(0, len(train), 32)
+        lengths = torch.as_tensor(train.lengths[rows].astype(np.int64))
+        tokens = torch.as_tensor(train.tokens[rows, : int(lengths.max())].astype(np.int64))
+        labels = torch.as_tensor(train.labels[rows])
+        loss = nn.functional.cross_entropy(model(tokens, lengths), labels) if model_type == "discriminative" else model(tokens, lengths, labels).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def float_models(splits: dict) -> dict[str, nn.Module]:
+    return {model_type: _trained(model_type, splits) for model_type in ("discriminative", "generative")}
+
+
+@pytest.fixture(scope="module")
+def ranges(float_models: dict, splits: dict) -> dict[str, dict]:
+    """One calibration per model type: its activation ranges serve every bit width (docs/quantization.md)."""
+    out = {}
+    for model_type, float_model in float_models.items():
+        model = Q.quantize(float_model, Q.QuantSpec(bit_width=8))
+        Q.calibrate(model, Q.token_batches(splits["train"], 64, np.arange(256)))
+        out[model_type] = Q.activation_ranges(model)
+    return out
+
+
+def _calibrated(float_model: nn.Module, ranges: dict, bit_width: int, cell_state_bit_width: int | None) -> Q.QuantModel:
+    model = Q.quantize(float_model, Q.QuantSpec(bit_width=bit_width, cell_state_bit_width=cell_state_bit_width))
+    Q.set_activation_ranges(model, ranges[model.model_type], "calibration of the test")
+    return model
+
+
+@pytest.mark.parametrize("model_type", ["discriminative", "generative"])
+@pytest.mark.parametrize("cell_state_bit_width", [None, 16])
+def test_fast_lstm_equals_brevitas_at_every_bit_width(
+    model_type: str, cell_state_bit_width: int | None, float_models: dict, ranges: dict, splits: dict
+) -> None:
+    test: EncodedSplit = splits["test"]
+    zero_states = 0
+    for bit_width in BIT_WIDTHS:
+        model = _calibrated(float_models[model_type], ranges, bit_width, cell_state_bit_width)
+        tokens = torch.as_tensor(test.tokens.astype(np.int64))
+        with torch.no_grad():
+            inputs = model.lstm_inputs(tokens)
+            reference, _ = model.lstm(inputs)
+            fast, _ = FastQuantLSTM(model.lstm)(inputs)
+        assert torch.equal(fast, reference), f"{bit_width} bits: hidden states differ by up to {(fast - reference).abs().max():.3g}"
+        zero_states += int((reference == 0).all(dim=-1).sum())
+
+        scored = test.subset(np.arange(100))
+        reference_scores = score_split(model.class_scores, scored, 100)
+        with fast_lstm(model):
+            fast_scores = score_split(model.class_scores, scored, 100)
+        assert isinstance(model.lstm, Q.FlagAwareQuantLSTM), "the Brevitas LSTM was not restored"
+        assert np.array_equal(fast_scores, reference_scores), f"{bit_width} bits: class scores differ"
+    if cell_state_bit_width is None:  # the comparison covered the collapsed, all-zero hidden states too
+        assert zero_states > 0
+
+
+def test_fast_lstm_equals_brevitas_with_two_threads(float_models: dict, ranges: dict, splits: dict) -> None:
+    model = _calibrated(float_models["discriminative"], ranges, 4, None)
+    tokens = torch.as_tensor(splits["test"].tokens.astype(np.int64))
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            inputs = model.lstm_inputs(tokens)
+            assert torch.equal(FastQuantLSTM(model.lstm)(inputs)[0], model.lstm(inputs)[0])
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_fast_lstm_quantizes_every_point(float_models: dict, ranges: dict, splits: dict) -> None:
+    """The fast pass is not a float LSTM: without its quantizers (Brevitas with every quantizer off) it differs."""
+    model = _calibrated(float_models["discriminative"], ranges, 3, None)
+    tokens = torch.as_tensor(splits["test"].tokens[:50].astype(np.int64))
+    with torch.no_grad():
+        inputs = model.lstm_inputs(tokens)
+        fast, _ = FastQuantLSTM(model.lstm)(inputs)
+        with Q.quantizers_disabled(model):
+            unquantized, _ = model.lstm(inputs)
+    assert (fast - unquantized).abs().max() > 1e-2
+    scale = model.lstm.layers[0][0].cell.output_quant.scale()
+    assert torch.equal(torch.round(fast / scale) * scale, fast), "hidden states are not on the output quantizer's grid"
+
+
+def test_fast_lstm_refuses_an_uncalibrated_model(float_models: dict) -> None:
+    model = Q.quantize(float_models["discriminative"], Q.QuantSpec(bit_width=4))
+    with pytest.raises(DataError, match="not calibrated"):
+        with fast_lstm(model):
+            pass
