@@ -14,12 +14,15 @@ import pytest
 import torch
 from torch import nn
 
+from lstm_ptq import analysis as A
 from lstm_ptq import quantization as Q
 from lstm_ptq.errors import DataError
 from lstm_ptq.evaluation import score_split
 from lstm_ptq.models import ModelConfig, build_model
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
-from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, fast_lstm
+from lstm_ptq.quantization.activations import FinalLayerDriver
+from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, using_fast_lstm
+from lstm_ptq.quantization.refine import FINAL_LAYER_ALGORITHMS, _run_gpfq_family
 
 BIT_WIDTHS = [8, 7, 6, 5, 4, 3, 2]
 
@@ -92,7 +95,7 @@ def test_fast_lstm_equals_brevitas_at_every_bit_width(
 
         scored = test.subset(np.arange(100))
         reference_scores = score_split(model.class_scores, scored, 100)
-        with fast_lstm(model):
+        with using_fast_lstm(model):
             fast_scores = score_split(model.class_scores, scored, 100)
         assert isinstance(model.lstm, Q.FlagAwareQuantLSTM), "the Brevitas LSTM was not restored"
         assert np.array_equal(fast_scores, reference_scores), f"{bit_width} bits: class scores differ"
@@ -129,5 +132,43 @@ def test_fast_lstm_quantizes_every_point(float_models: dict, ranges: dict, split
 def test_fast_lstm_refuses_an_uncalibrated_model(float_models: dict) -> None:
     model = Q.quantize(float_models["discriminative"], Q.QuantSpec(bit_width=4))
     with pytest.raises(DataError, match="not calibrated"):
-        with fast_lstm(model):
+        with using_fast_lstm(model):
             pass
+
+
+@pytest.mark.parametrize("model_type", ["discriminative", "generative"])
+def test_hidden_state_stats_are_the_same_on_the_fast_pass(model_type: str, float_models: dict, ranges: dict, splits: dict) -> None:
+    """The cells' LSTM statistics (zero h_t fraction, |h| and |c| percentiles) come out of one fast pass."""
+    batches = Q.token_batches(splits["test"], 100, np.arange(200))
+    for bit_width in (4, 3):
+        model = _calibrated(float_models[model_type], ranges, bit_width, None)
+        reference = A.hidden_state_stats(model, batches)  # Brevitas, one step at a time
+        with using_fast_lstm(model):
+            fast = A.hidden_state_stats(model, batches)
+        assert fast == reference, bit_width
+
+
+def test_fast_lstm_with_quantizers_off_equals_brevitas_float_pass(float_models: dict, ranges: dict, splits: dict) -> None:
+    """GPFQ's reference pass disables every quantizer: the fast LSTM then runs Brevitas' float recurrence."""
+    model = _calibrated(float_models["generative"], ranges, 3, None)
+    tokens = torch.as_tensor(splits["test"].tokens[:200].astype(np.int64))
+    with using_fast_lstm(model), Q.quantizers_disabled(model), torch.no_grad():
+        fast, _ = model.lstm(model.lstm_inputs(tokens))
+    with Q.quantizers_disabled(model), torch.no_grad():
+        reference, _ = model.lstm(model.lstm_inputs(tokens))
+    assert torch.equal(fast, reference)
+
+
+@pytest.mark.parametrize("model_type", ["discriminative", "generative"])
+def test_gpfq_on_the_fast_lstm_gives_the_brevitas_weights(model_type: str, float_models: dict, ranges: dict, splits: dict) -> None:
+    """apply_gpfq runs GPFQ's two passes on the fast LSTM: the refined weights are those of Brevitas' passes."""
+    batches = Q.token_batches(splits["train"], 64, np.arange(192))
+    for bit_width in (4, 3):
+        fast = _calibrated(float_models[model_type], ranges, bit_width, None)
+        Q.apply_gpfq(fast, batches, "gpfq")
+        reference = _calibrated(float_models[model_type], ranges, bit_width, None)
+        _run_gpfq_family(FinalLayerDriver(reference).eval(), batches, FINAL_LAYER_ALGORITHMS["gpfq"])
+        with torch.no_grad():
+            refined, expected = fast.final_layer.quant_weight().value, reference.final_layer.quant_weight().value
+        assert torch.equal(refined, expected), bit_width
+        assert not torch.equal(refined, _calibrated(float_models[model_type], ranges, bit_width, None).final_layer.quant_weight().value)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .models import trim_padding
-from .quantization import Batch, QuantModel, require_calibrated
+from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated
 
 # Brevitas after lstm_ptq.quantization, which sets BREVITAS_JIT before Brevitas is first imported.
 import brevitas.nn as qnn  # isort: skip
@@ -72,6 +72,9 @@ def lstm_state_trace(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tens
     """
     inputs, mask = model.lstm_steps(trim_padding(tokens, lengths), lengths)
     x = model.lstm_inputs(inputs)
+    if isinstance(model.lstm, FastQuantLSTM):  # inside using_fast_lstm(model): the same h_t and c_t in one pass
+        hidden, cells = model.lstm.trace(x)
+        return hidden, cells, mask
     state = None
     hidden, cells = [], []
     for t in range(x.shape[1]):

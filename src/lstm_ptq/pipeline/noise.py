@@ -22,7 +22,7 @@ from ..noise import CHAR_VOCAB_FILE, level_name, load_char_vocabulary, load_nois
 from ..noise_training import SEED_OFFSET, corrupt_split
 from ..paths import ProjectPaths
 from ..preprocess import evenly_spaced, load_split, load_vocabulary
-from ..quantization import load_quantized, quant_scorer
+from ..quantization import load_quantized, quant_scorer, using_fast_lstm
 from ..settings import EvaluateSettings, NoiseQuantizedSettings, NoiseSettings, NoiseTrainingSettings, QuantizationSettings, TextSettings
 from . import log
 
@@ -49,12 +49,13 @@ def quantized_noise_stage(
 
     metrics: dict[str, Any] = {}
     started = time.perf_counter()
-    for level in noise.levels:
-        split = load_noisy_split(noisy_dir, level)
-        check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
-        split = split.subset(evenly_spaced(len(split), settings.test_documents))
-        result = evaluate(score_split(scorer, split, batch_size), split.labels)
-        metrics[f"accuracy@{level_name(level)}"] = round(result.accuracy, 6)
+    with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
+        for level in noise.levels:
+            split = load_noisy_split(noisy_dir, level)
+            check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
+            split = split.subset(evenly_spaced(len(split), settings.test_documents))
+            result = evaluate(score_split(scorer, split, batch_size), split.labels)
+            metrics[f"accuracy@{level_name(level)}"] = round(result.accuracy, 6)
     metrics.update(
         {
             "dataset": dataset,

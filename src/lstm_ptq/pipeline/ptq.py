@@ -35,6 +35,7 @@ from ..quantization import (
     save_quantized,
     set_activation_ranges,
     token_batches,
+    using_fast_lstm,
 )
 from ..settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
 from . import log
@@ -146,11 +147,13 @@ def refine_cell(
     batches = token_batches(train, calibration.batch_size, rows)
     error_batches = batches[:: max(1, len(batches) // max(final_layer.error_batches, 1))][: final_layer.error_batches]
     refine = rows[evenly_spaced(len(rows), final_layer.documents)]
-    error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
+    with using_fast_lstm(qmodel):
+        error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     started = time.perf_counter()
     gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine), final_layer.algorithm)
     seconds = time.perf_counter() - started
-    error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
+    with using_fast_lstm(qmodel):
+        error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     return Refinement(gpfq, len(refine), error_before, error_after, seconds)
 
 
@@ -158,9 +161,10 @@ def evaluate_cell(qmodel: torch.nn.Module, test: EncodedSplit, batch_size: int) 
     """The calibrated model on the test split: its evaluation, hidden-state statistics on the first
     test documents, and the evaluation's wall time."""
     started = time.perf_counter()
-    result = evaluate(score_split(quant_scorer(qmodel), test, batch_size), test.labels)
-    seconds = time.perf_counter() - started
-    hidden = hidden_state_stats(qmodel, token_batches(test, batch_size, np.arange(min(HIDDEN_STATE_DOCUMENTS, len(test)))))
+    with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
+        result = evaluate(score_split(quant_scorer(qmodel), test, batch_size), test.labels)
+        seconds = time.perf_counter() - started
+        hidden = hidden_state_stats(qmodel, token_batches(test, batch_size, np.arange(min(HIDDEN_STATE_DOCUMENTS, len(test)))))
     return result, hidden, seconds
 
 

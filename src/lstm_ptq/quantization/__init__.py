@@ -5,6 +5,7 @@ The PTQ flow of Figure 1 in three calls::
     qmodel = quantize(float_model, QuantSpec(bit_width=4))  # 4.2.1: weights quantized, act quantizers inserted
     calibrate(qmodel, batches)                               # 4.2.2: activation scales from unlabeled data
     apply_gpfq(qmodel, batches, "gpfq")                      # 4.2.3: GPFQ on the final linear layer only
+    with using_fast_lstm(qmodel): ...                              # evaluation: the same numbers, faster
 
 ``batches`` are label-free ``(tokens, lengths)`` pairs (section 4.3.2). How each Brevitas pitfall is
 handled, and which test checks it: docs/quantization.md.
@@ -27,6 +28,7 @@ from .activations import (  # noqa: E402
     token_batches,
 )
 from .checkpoints import CHECKPOINT_FORMAT, load_quantized, quantized_state_dict, save_quantized  # noqa: E402
+from .fast_lstm import FastQuantLSTM, using_fast_lstm  # noqa: E402
 from .modules import (  # noqa: E402
     FlagAwareQuantLSTM,
     QuantDiscriminativeLSTM,
@@ -45,6 +47,7 @@ __all__ = [
     "Batch",
     "CHECKPOINT_FORMAT",
     "FINAL_LAYER_ALGORITHMS",
+    "FastQuantLSTM",
     "FlagAwareQuantLSTM",
     "MAX_BIT_WIDTH",
     "MIN_BIT_WIDTH",
@@ -75,4 +78,5 @@ __all__ = [
     "save_quantized",
     "set_activation_ranges",
     "token_batches",
+    "using_fast_lstm",
 ]

@@ -28,6 +28,7 @@ from .activations import require_calibrated
 _GATES = ("input", "forget", "output", "cell")
 _ACC_POINTS = {"input": "input_acc_quant", "forget": "forget_acc_quant", "output": "output_acc_quant", "cell": "cell_acc_quant"}
 _ACT_POINTS = {"input": "input_sigmoid_quant", "forget": "forget_sigmoid_quant", "output": "output_sigmoid_quant", "cell": "cell_tanh_quant"}
+_POINTS = (*_ACC_POINTS.values(), *_ACT_POINTS.values(), "cell_state_quant", "hidden_state_tanh_quant", "output_quant")
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,29 @@ def _steps(
     out_scale: torch.Tensor,
     out_min: torch.Tensor,
     out_max: torch.Tensor,
-) -> torch.Tensor:
-    """The recurrence of one fully quantized LSTM layer; ``projected`` holds x_t W_ih for every step."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence of one fully quantized LSTM layer; ``projected`` holds x_t W_ih for every step.
+    Returns h_t and c_t of every step, ``[B, T, H]`` each."""
     batch, steps, gates = projected.shape
     hidden = gates // 4
     h = projected.new_zeros(batch, hidden)
     c = projected.new_zeros(batch, hidden)
     outputs = []
+    cells = []
     for t in range(steps):
         acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
         acc = torch.clamp(torch.round(acc / acc_scale), acc_min, acc_max) * acc_scale
-        act = torch.cat([torch.sigmoid(acc[:, : 3 * hidden]), torch.tanh(acc[:, 3 * hidden :])], dim=1)
+        # Each gate's activation on its own contiguous [B, H] tensor, as in Brevitas' cell: a vectorised
+        # sigmoid or tanh may round differently in a strided view or in a longer buffer's tail.
+        act = torch.cat(
+            [
+                torch.sigmoid(acc[:, :hidden].contiguous()),
+                torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous()),
+                torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous()),
+                torch.tanh(acc[:, 3 * hidden :].contiguous()),
+            ],
+            dim=1,
+        )
         act = torch.clamp(torch.round(act / act_scale), act_min, act_max) * act_scale
         i = act[:, :hidden]
         f = act[:, hidden : 2 * hidden]
@@ -109,11 +122,34 @@ def _steps(
         tanh_c = torch.clamp(torch.round(torch.tanh(c) / tanh_scale), tanh_min, tanh_max) * tanh_scale
         h = torch.clamp(torch.round((o * tanh_c) / out_scale), out_min, out_max) * out_scale
         outputs.append(h)
-    return torch.stack(outputs, dim=1)
+        cells.append(c)
+    return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
+
+
+@torch.jit.script
+def _float_steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same recurrence with every quantizer off, as Brevitas computes it (:class:`FlagAwareQuantLSTM`)."""
+    batch, steps, gates = projected.shape
+    hidden = gates // 4
+    h = projected.new_zeros(batch, hidden)
+    c = projected.new_zeros(batch, hidden)
+    outputs = []
+    cells = []
+    for t in range(steps):
+        acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
+        i = torch.sigmoid(acc[:, :hidden].contiguous())  # contiguous per gate, as in _steps
+        f = torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous())
+        o = torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous())
+        g = torch.tanh(acc[:, 3 * hidden :].contiguous())
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        outputs.append(h)
+        cells.append(c)
+    return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
 
 
 class FastQuantLSTMLayer(nn.Module):
-    """One calibrated, unidirectional QuantLSTM layer as plain tensors."""
+    """One calibrated, unidirectional QuantLSTM layer as plain tensors: quantized, and with quantizers off."""
 
     def __init__(self, direction: nn.Module) -> None:
         super().__init__()
@@ -123,14 +159,16 @@ class FastQuantLSTMLayer(nn.Module):
             raise ValueError("the fast LSTM expects quantize_output_only (the LSTM input has its own quantizer)")
         cell = direction.cell
         hidden = direction.hidden_size
-        params = {gate: getattr(direction, f"{gate}_gate_params") for gate in _GATES}
+        params = [getattr(direction, f"{gate}_gate_params") for gate in _GATES]
         with torch.no_grad():
             # The quantized weights and biases exactly as the QuantLSTM layer computes them in its forward.
             dummy = torch.zeros(1, direction.input_size)
-            quant = {gate: direction.gate_params_fwd(params[gate], dummy) for gate in _GATES}
-            self.weight_ih = torch.cat([_unpack_quant_tensor(quant[g][0]) for g in _GATES]).detach()  # [4H, I]
-            self.weight_hh = torch.cat([_unpack_quant_tensor(quant[g][1]) for g in _GATES]).detach()  # [4H, H]
-            self.bias = torch.cat([_bias(quant[g][2], hidden) for g in _GATES]).detach()
+            quant = [direction.gate_params_fwd(p, dummy) for p in params]
+            self.weight_ih = torch.cat([_unpack_quant_tensor(q[0]) for q in quant]).detach()  # [4H, I]
+            self.weight_hh = torch.cat([_unpack_quant_tensor(q[1]) for q in quant]).detach()  # [4H, H]
+            self.bias = torch.cat([_bias(q[2], hidden) for q in quant]).detach()
+            self.float_weight_ih = torch.cat([p.input_weight.weight for p in params]).detach()
+            self.float_weight_hh = torch.cat([p.hidden_weight.weight for p in params]).detach()
             acc = _stacked([_point(getattr(cell, _ACC_POINTS[g])) for g in _GATES], hidden)
             act = _stacked([_point(getattr(cell, _ACT_POINTS[g])) for g in _GATES], hidden)
             cell_state = _point(cell.cell_state_quant)
@@ -141,10 +179,12 @@ class FastQuantLSTMLayer(nn.Module):
             raise ValueError("the fast LSTM needs every activation quantizer of the cell enabled (a calibrated model)")
         self._points = [t for p in points for t in (p.scale, p.min_int, p.max_int)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One product per gate block for all steps: column block g of x W_ih^T is F.linear(x_t, W_g).
-        projected = torch.nn.functional.linear(x, self.weight_ih)
-        return _steps(projected, self.weight_hh, self.bias, *self._points)
+    def forward(self, x: torch.Tensor, quantized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t and c_t of every step, ``[B, T, H]`` each, from the layer's input ``[B, T, I]``."""
+        # One product for all steps: column block g of x W_ih^T is F.linear(x_t, W_g) of Brevitas' cell.
+        if not quantized:
+            return _float_steps(torch.nn.functional.linear(x, self.float_weight_ih), self.float_weight_hh, self.bias)
+        return _steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias, *self._points)
 
 
 def _bias(bias: object, hidden: int) -> torch.Tensor:
@@ -153,24 +193,57 @@ def _bias(bias: object, hidden: int) -> torch.Tensor:
     return _unpack_quant_tensor(bias).reshape(hidden)
 
 
+def _quantizer_states(lstm: nn.Module) -> set[bool]:
+    """Whether each quantizer of the LSTM (every cell point and gate weight) is enabled right now."""
+    states = set()
+    for layer in lstm.layers:
+        for direction in layer:
+            states.update(getattr(direction.cell, name).is_quant_enabled for name in _POINTS)
+            for gate in _GATES:
+                states.add(getattr(direction, f"{gate}_gate_params").input_weight.weight_quant.is_quant_enabled)
+    return states
+
+
 class FastQuantLSTM(nn.Module):
-    """The forward pass of a calibrated (Flag-aware) QuantLSTM, returning ``(outputs, None)`` like it."""
+    """A calibrated (flag-aware) QuantLSTM's forward pass, returning ``(outputs, None)`` like it.
+
+    It follows Brevitas' switches as the QuantLSTM does: with every quantizer on it runs the quantized
+    recurrence, with every quantizer off (GPFQ's float reference pass, :func:`quantizers_disabled`) the
+    float one, and in any other state it hands the input to the QuantLSTM itself, which it keeps as a
+    submodule so that Brevitas' switches reach it.
+    """
 
     def __init__(self, lstm: nn.Module) -> None:
         super().__init__()
         if any(len(layer) != 1 for layer in lstm.layers):
             raise ValueError("the fast LSTM supports unidirectional LSTMs only")
         self.layers = nn.ModuleList(FastQuantLSTMLayer(layer[0]) for layer in lstm.layers)
+        self.brevitas = lstm
+
+    def _quantized(self) -> bool | None:
+        """True with every quantizer of the LSTM on, False with every one off, None in between."""
+        states = _quantizer_states(self.brevitas)
+        return states.pop() if len(states) == 1 else None
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if self._quantized() is None:  # some quantizers on, some off: Brevitas' own pass
+            return self.brevitas(x)[0], None
+        return self.trace(x)[0], None
+
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t and c_t of the last layer at every step, ``[B, T, H]`` each (see :func:`analysis.lstm_state_trace`)."""
+        quantized = self._quantized()
+        if quantized is None:
+            raise ValueError("the fast LSTM traces a QuantLSTM with its quantizers all on or all off")
         for layer in self.layers:
-            x = layer(x)
-        return x, None
+            x, cells = layer(x, quantized)
+        return x, cells
 
 
 @contextmanager
-def fast_lstm(model: nn.Module) -> Iterator[nn.Module]:
+def using_fast_lstm(model: nn.Module) -> Iterator[nn.Module]:
     """Evaluate ``model`` (a calibrated quantized classifier) with its LSTM on the fast pass.
 
     The model's ``lstm`` is swapped for a :class:`FastQuantLSTM` built from its current scales and

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import DataError, ParamError
 from .activations import Batch, FinalLayerDriver, require_calibrated
+from .fast_lstm import using_fast_lstm
 
 if TYPE_CHECKING:
     from .modules import QuantModel
@@ -67,7 +68,8 @@ def apply_gpfq(model: QuantModel, batches: Iterable[Batch], algorithm: str = "gp
     scale_before = final_layer_weight_scale(model)
     mode = FINAL_LAYER_ALGORITHMS[algorithm]
     if mode is not None:
-        layers = _run_gpfq_family(FinalLayerDriver(model).eval(), batches, mode)
+        with using_fast_lstm(model):  # both of GPFQ's passes (quantized, then float) on the fast LSTM: the same rows
+            layers = _run_gpfq_family(FinalLayerDriver(model).eval(), batches, mode)
         if layers != 1:
             raise RuntimeError(f"{algorithm} found {layers} layers to refine; expected the final linear layer alone")
     model.final_layer_algorithm = algorithm
