@@ -6,15 +6,6 @@ build what they need here, in a temporary project root laid out like the real on
 
 from __future__ import annotations
 
-import os
-
-# With BREVITAS_JIT=1 (the pipeline's setting, made by lstm_ptq.quantization) Brevitas compiles every
-# quantizer of a new model with TorchScript: seconds per quantized model, which dominates small-model
-# tests. The tests run without it, in this process and in the stage processes they start (they inherit
-# the environment); test_quantize.py::test_brevitas_jit_gives_bit_identical_results checks that both
-# settings compute the same model.
-os.environ.setdefault("BREVITAS_JIT", "0")
-
 import gzip
 from pathlib import Path
 

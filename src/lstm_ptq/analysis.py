@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import brevitas.nn as qnn
 import numpy as np
 import torch
+from brevitas.quant_tensor import _unpack_quant_tensor
 from torch import nn
 
 from .models import trim_padding
 from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated
-
-# Brevitas after lstm_ptq.quantization, which sets BREVITAS_JIT before Brevitas is first imported.
-import brevitas.nn as qnn  # isort: skip
-from brevitas.quant_tensor import _unpack_quant_tensor  # isort: skip
 
 
 @torch.no_grad()

@@ -11,13 +11,9 @@ The PTQ flow of Figure 1 in three calls::
 handled, and which test checks it: docs/quantization.md.
 """
 
-import os
-
-# TorchScript for Brevitas' quantizers: bit-identical scores, quantized passes ~1.6-1.9x faster
-# (scripts/bench_quant_cell.py --jit-compare). Read when Brevitas is imported; BREVITAS_JIT=0 opts out.
-os.environ.setdefault("BREVITAS_JIT", "1")
-
-from .activations import (  # noqa: E402
+# Brevitas runs without TorchScript (its default; BREVITAS_JIT=1 opts in): compiling a model's quantizers
+# costs more than it saves once evaluation and GPFQ run on the fast LSTM (docs/quantization.md, pitfall 9).
+from .activations import (
     Batch,
     activation_ranges,
     activation_scales,
@@ -27,9 +23,9 @@ from .activations import (  # noqa: E402
     set_activation_ranges,
     token_batches,
 )
-from .checkpoints import CHECKPOINT_FORMAT, load_quantized, quantized_state_dict, save_quantized  # noqa: E402
-from .fast_lstm import FastQuantLSTM, using_fast_lstm  # noqa: E402
-from .modules import (  # noqa: E402
+from .checkpoints import CHECKPOINT_FORMAT, load_quantized, quantized_state_dict, save_quantized
+from .fast_lstm import FastQuantLSTM, using_fast_lstm
+from .modules import (
     FlagAwareQuantLSTM,
     QuantDiscriminativeLSTM,
     QuantGenerativeLSTM,
@@ -39,9 +35,9 @@ from .modules import (  # noqa: E402
     quantize,
     quantizers_disabled,
 )
-from .refine import FINAL_LAYER_ALGORITHMS, apply_gpfq, check_algorithm, final_layer_weight_scale  # noqa: E402
-from .scoring import discriminative_logits, label_losses, label_losses_per_label, quant_decoder_parts, quant_scorer  # noqa: E402
-from .spec import MAX_BIT_WIDTH, MIN_BIT_WIDTH, WEIGHT_SCALINGS, QuantSpec  # noqa: E402
+from .refine import FINAL_LAYER_ALGORITHMS, apply_gpfq, check_algorithm, final_layer_weight_scale
+from .scoring import discriminative_logits, label_losses, label_losses_per_label, quant_decoder_parts, quant_scorer
+from .spec import MAX_BIT_WIDTH, MIN_BIT_WIDTH, WEIGHT_SCALINGS, QuantSpec
 
 __all__ = [
     "Batch",
