@@ -79,7 +79,7 @@ def run_cell(args: argparse.Namespace, model_dir: Path) -> dict:
     calib_rows = np.sort(np.random.default_rng(0).permutation(len(train))[: args.calib_rows])
     test = test.subset(np.arange(min(args.eval_rows, len(test))))
     batches = token_batches(train, args.calib_batch_size, calib_rows)
-    calibration = CalibrationSettings(fraction=len(calib_rows) / len(train), batch_size=args.calib_batch_size)
+    calibration = CalibrationSettings(fraction=len(calib_rows) / len(train), batch_size=args.calib_batch_size, decoder_feeding="all_labels")
     final_layer = FinalLayerSettings(algorithm=args.algorithm, batch_size=args.calib_batch_size, documents=None, error_batches=len(batches))
     times: dict[str, float] = {}
 

@@ -12,7 +12,7 @@ parser = stage_parser(__doc__, "dataset", "model_type")
 
 
 def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
-    return GridSettings.from_params(params).calibration_schemes, CalibrationSettings.from_params(params).fraction, get_seed(params)
+    return GridSettings.from_params(params).calibration_schemes, CalibrationSettings.from_params(params), get_seed(params)
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:

@@ -132,6 +132,67 @@ def test_exp_run_reruns_only_the_changed_cells_and_exp_show_compares_them(tiny: 
         assert set(summary["dbpedia"]["generative"]) == {"float", "w4"} and 0.0 <= summary["dbpedia"]["generative"]["w4"]["class_conditional"] <= 1.0
 
 
+UPSTREAM = {"download", "tokenize", "train", "evaluate", "noisy_test", "noise_float", "noise_train_data", "noise_train", "noise_train_evaluate"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("quantization.cell_state_bit_width", 16, {"quantize", "activation_ranges", "calibrate", "noise_quantized"}),
+        ("quantization.gate_bit_width", 8, {"quantize", "activation_ranges", "calibrate", "noise_quantized"}),
+        ("calibration.decoder_feeding", "true_label", {"calibration_sets", "activation_ranges", "calibrate"}),
+    ],
+)
+def test_lstm_precision_and_decoder_feeding_are_tracked_settings(tiny: tuple[DvcProject, str], key: str, value: object, expected: set[str]) -> None:
+    """Each setting of the study's axes (issue 10) is a params entry DVC tracks: changing it makes the
+    quantize/calibrate cells that read it out of date, and nothing upstream of them."""
+    project, _ = tiny
+    params = project.params()
+    section, name = key.split(".")
+    original = params[section][name]
+    params[section][name] = value
+    project.set_params(params)
+    try:
+        changed = set(json.loads(project.dvc("status", "--json")))
+    finally:
+        params[section][name] = original
+        project.set_params(params)
+    kinds = {stage.split("@")[0] for stage in changed}
+    assert {kind for kind in kinds if not kind.startswith("noise_train")} == expected, changed
+    assert not kinds & UPSTREAM, changed
+    assert json.loads(project.dvc("status", "--json")) == {}
+
+
+def test_exp_run_with_a_wide_state_and_predicted_label_feeding(tiny: tuple[DvcProject, str]) -> None:
+    """The settings run end to end through ``dvc exp run -S`` (predicted_label feeding needs the
+    calibration_sets stage to store the float model's predictions), and the grid CSV carries them."""
+    project, _ = tiny
+    ran = ran_stages(
+        project.dvc(
+            "exp",
+            "run",
+            "-n",
+            "wide",
+            "-S",
+            "quantization.cell_state_bit_width=16",
+            "-S",
+            "quantization.gate_bit_width=8",
+            "-S",
+            "calibration.decoder_feeding=predicted_label",
+        )
+    )
+    assert "calibrate@dbpedia-generative-4-class_conditional" in ran and "calibration_sets@dbpedia-generative" in ran
+    assert [s for s in ran if s.split("@")[0] in UPSTREAM] == []
+    with open(project.root / "metrics/ptq_grid.csv", newline="") as handle:
+        rows = {row["model_type"]: row for row in csv.DictReader(handle)}
+    assert (rows["generative"]["cell_state_bit_width"], rows["generative"]["gate_bit_width"], rows["generative"]["decoder_feeding"]) == (
+        "16",
+        "8",
+        "predicted_label",
+    )
+    assert rows["discriminative"]["decoder_feeding"] == "" and rows["discriminative"]["cell_state_bit_width"] == "16"
+
+
 NEW_SCHEME = """
 def _first_rows(ctx: CalibrationContext) -> np.ndarray:
     return np.arange(ctx.size)

@@ -12,8 +12,19 @@ import pandas as pd
 import pytest
 
 from lstm_ptq.artifacts import staged_output, write_frame
-from lstm_ptq.calibration import SCHEMES, CalibrationContext, Scheme, needs_predictions, select_calibration_rows
+from lstm_ptq.calibration import (
+    SCHEMES,
+    CalibrationContext,
+    Scheme,
+    build_calibration_sets,
+    check_scheme,
+    coverage_classes_in_order,
+    geometric_counts,
+    needs_predictions,
+    select_calibration_rows,
+)
 from lstm_ptq.datasets import DATASETS
+from lstm_ptq.errors import ParamError
 from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
 from lstm_ptq.preprocess import EncodedSplit, evenly_spaced
 
@@ -102,6 +113,32 @@ def test_a_new_scheme_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> 
     assert needs_predictions(["first_rows"])
 
 
+def test_geometric_profile_is_exact_and_capped_classes_pass_their_excess_on() -> None:
+    assert geometric_counts(0.5, 1000, [10**6] * 4) == [533, 267, 133, 67]  # 1000 * (8, 4, 2, 1) / 15, largest remainders
+    capped = geometric_counts(0.5, 1000, [300] * 14)
+    assert capped[:4] == [300, 300, 200, 101] and sum(capped) == 1000  # 400 left for classes 2.. at 1 : 0.5 : ...
+    assert capped == sorted(capped, reverse=True)
+
+
+def test_imbalanced_scheme_follows_its_profile_at_the_common_size() -> None:
+    labels = np.repeat(np.arange(4), [400, 500, 450, 650])  # 2,000 training rows, 4 classes
+    balanced, summary = build_calibration_sets(labels, 4, 0.25, ["class_unconditional", "class_conditional", "classes_2"], seed=3)
+    rows, with_imbalanced = build_calibration_sets(labels, 4, 0.25, ["class_unconditional", "class_conditional", "classes_2", "imbalanced_0.5"], seed=3)
+    assert with_imbalanced["size"] == summary["size"] == 500  # the new scheme leaves every other set as it was
+    assert all(np.array_equal(rows[name], balanced[name]) for name in balanced)
+    histogram = with_imbalanced["class_histogram"]["imbalanced_0.5"]
+    order = coverage_classes_in_order(4, 3)
+    assert [histogram[c] for c in order] == geometric_counts(0.5, 500, [int((labels == c).sum()) for c in order])
+    assert [histogram[c] for c in order] == [267, 133, 67, 33]
+    assert set(rows["imbalanced_0.5"]) & set(rows["class_conditional"])  # prefixes of the same per-class permutations
+
+
+@pytest.mark.parametrize("name", ["imbalanced_1.0", "imbalanced_0", "imbalanced_0.0", "imbalanced_half", "imbalanced_-0.5"])
+def test_bad_imbalance_ratios_are_refused(name: str) -> None:
+    with pytest.raises(ParamError, match="imbalanced_<r> with 0 < r < 1"):
+        check_scheme(name, 4)
+
+
 def test_extra_training_rows_are_part_of_the_dataset_spec() -> None:
     bundled = Path(__file__).resolve().parents[1] / "data" / "bundled"
     for spec in DATASETS.values():
@@ -118,3 +155,22 @@ def test_one_paths_object_holds_every_output() -> None:
     assert paths.calibration_rows("ag_news", "generative") == Path("root/data/calibration/ag_news/generative/rows.npz")
     assert paths.noise_trained() == ProjectPaths(Path("root") / VARIANT_ROOT)
     assert paths.noise_trained().tokenized("ag_news") == Path("root/variants/noise_trained/data/tokenized/ag_news")
+
+
+def test_decoder_feed_reads_the_labels_the_setting_names(tmp_path: Path) -> None:
+    from lstm_ptq.artifacts import save_arrays
+    from lstm_ptq.errors import DataError
+    from lstm_ptq.pipeline.ptq import PREDICTED_LABELS, decoder_feed
+
+    paths = ProjectPaths(tmp_path)
+    train = EncodedSplit(np.ones((4, 3), np.int32), np.full(4, 3, np.int32), np.array([0, 1, 1, 0]), np.arange(4, dtype=np.int32))
+    assert decoder_feed(paths, "ag_news", "generative", train, "all_labels") is None
+    assert decoder_feed(paths, "ag_news", "discriminative", train, "true_label") is None  # no label input to feed
+    assert decoder_feed(paths, "ag_news", "generative", train, "true_label").tolist() == [0, 1, 1, 0]
+    rows_file = paths.calibration_rows("ag_news", "generative")
+    rows_file.parent.mkdir(parents=True)
+    save_arrays(rows_file, class_conditional=np.arange(2))
+    with pytest.raises(DataError, match=r"rows\.npz: no predicted labels; rerun calibration_sets@ag_news-generative"):
+        decoder_feed(paths, "ag_news", "generative", train, "predicted_label")
+    save_arrays(rows_file, class_conditional=np.arange(2), **{PREDICTED_LABELS: np.array([1, 1, 0, 0])})
+    assert decoder_feed(paths, "ag_news", "generative", train, "predicted_label").tolist() == [1, 1, 0, 0]

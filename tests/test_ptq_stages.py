@@ -265,7 +265,7 @@ def test_gpfq_subset_is_evenly_spread_and_keeps_the_class_mix() -> None:
 def test_final_layer_and_calibration_settings_are_read() -> None:
     params = ptq_params()
     assert FinalLayerSettings.from_params(params) == FinalLayerSettings("gpfq", 64, 100, 2)
-    assert CalibrationSettings.from_params(params) == CalibrationSettings(0.25, 32)
+    assert CalibrationSettings.from_params(params) == CalibrationSettings(0.25, 32, "all_labels")
     params["final_layer"]["documents"] = None  # null: the whole calibration set (the paper)
     assert FinalLayerSettings.from_params(params).documents is None
 
@@ -280,6 +280,7 @@ def test_final_layer_and_calibration_settings_are_read() -> None:
         ("final_layer", "algorithm", "adaround", r"final_layer\.algorithm: unknown algorithm 'adaround'"),
         ("calibration", "batch_size", 0, r"calibration\.batch_size: 0 must be >= 1"),
         ("calibration", "fraction", 0, r"calibration\.fraction: 0\.0 is not in \(0, 1\]"),
+        ("calibration", "decoder_feeding", "own_label", r"calibration\.decoder_feeding: unknown feeding 'own_label'"),
     ],
 )
 def test_bad_gpfq_parameters_are_named(section: str, key: str, value: object, message: str) -> None:

@@ -140,6 +140,10 @@ def quantization_params(**quantization) -> dict:
         ("weight_high_percentile", "high"),
         ("act_narrow_range", "yes"),
         ("cell_state_bit_width", 1),
+        ("cell_state_bit_width", None),
+        ("cell_state_bit_width", "wide"),
+        ("gate_bit_width", 17),
+        ("gate_bit_width", 8.0),
     ],
 )
 def test_bad_quantization_params_name_the_key(key: str, value) -> None:
@@ -149,24 +153,30 @@ def test_bad_quantization_params_name_the_key(key: str, value) -> None:
 
 
 def test_quantization_settings_read_the_section() -> None:
-    params = quantization_params(act_high_percentile=99.9, weight_scaling="percentile", weight_high_percentile=99.5, cell_state_bit_width=None)
+    params = quantization_params(
+        act_high_percentile=99.9, weight_scaling="percentile", weight_high_percentile=99.5, cell_state_bit_width="same", gate_bit_width="same"
+    )
     spec = QuantizationSettings.from_params(params).spec(3)
-    assert (spec.bit_width, spec.act_high_percentile, spec.weight_scaling, spec.weight_high_percentile, spec.cell_state_bits) == (
+    assert (spec.bit_width, spec.act_high_percentile, spec.weight_scaling, spec.weight_high_percentile, spec.cell_state_bits, spec.gate_bits) == (
         3,
         99.9,
         "percentile",
         99.5,
         3,
+        3,
     )
-    assert spec == Q.QuantSpec(3, 99.9, "percentile", 99.5, params["quantization"]["act_narrow_range"], None)
-    assert QuantizationSettings.from_params(quantization_params(cell_state_bit_width=8)).spec(3).cell_state_bits == 8
+    assert spec == Q.QuantSpec(3, 99.9, "percentile", 99.5, params["quantization"]["act_narrow_range"], None, None)
+    wide = QuantizationSettings.from_params(quantization_params(cell_state_bit_width=16, gate_bit_width=8)).spec(3)
+    assert (wide.cell_state_bits, wide.gate_bits) == (16, 8)
     with pytest.raises(ParamError, match="quantization: missing"):
         QuantizationSettings.from_params({})
     with pytest.raises(ParamError, match=r"quantization\.bit_width: 17 is outside 2\.\.16"):
         QuantizationSettings.from_params(params).spec(17)
-    del params["quantization"]["cell_state_bit_width"]  # required: null means the cell's bit width
-    with pytest.raises(ParamError, match=r"quantization\.cell_state_bit_width: missing from params\.yaml"):
-        QuantizationSettings.from_params(params)
+    for key in ("cell_state_bit_width", "gate_bit_width"):  # required: 'same' means the cell's bit width
+        partial = quantization_params()
+        del partial["quantization"][key]
+        with pytest.raises(ParamError, match=rf"quantization\.{key}: missing from params\.yaml"):
+            QuantizationSettings.from_params(partial)
 
 
 def test_unknown_final_layer_algorithm_is_refused() -> None:
@@ -294,10 +304,35 @@ def test_signed_activation_grid_narrow_range_decision(narrow: bool, levels: tupl
     assert (int(ints.min()), int(ints.max())) == levels
 
 
-def test_cell_state_bit_width_override() -> None:
-    model = Q.quantize(tiny("discriminative"), Q.QuantSpec(bit_width=3, cell_state_bit_width=8))
+def _lstm_bit_widths(model: Q.QuantModel) -> dict[str, int]:
     cell = model.lstm.layers[0][0].cell
-    assert int(cell.cell_state_quant.bit_width()) == 8 and int(cell.cell_tanh_quant.bit_width()) == 3
+    names = ("cell_state_quant", "input_acc_quant", "input_sigmoid_quant", "cell_tanh_quant", "hidden_state_tanh_quant", "output_quant")
+    return {name: int(getattr(cell, name).bit_width()) for name in names}
+
+
+def test_lstm_internal_bit_widths_change_exactly_their_quantizers() -> None:
+    """Cell state at 8 and gates at 16 bits with weights at 3: the named quantizers change, nothing else."""
+    same = Q.quantize(tiny("discriminative"), Q.QuantSpec(bit_width=3))
+    assert set(_lstm_bit_widths(same).values()) == {3}
+    wide = Q.quantize(tiny("discriminative"), Q.QuantSpec(bit_width=3, cell_state_bit_width=8, gate_bit_width=16))
+    assert _lstm_bit_widths(wide) == {
+        "cell_state_quant": 8,
+        "input_acc_quant": 16,
+        "input_sigmoid_quant": 16,
+        "cell_tanh_quant": 16,
+        "hidden_state_tanh_quant": 16,
+        "output_quant": 3,  # h_t stays at the cell's bit width
+    }
+    assert int(wide.lstm_input_quant.act_quant.bit_width()) == 3 and int(wide.classifier.input_quant.bit_width()) == 3
+    for name, module in wide.named_modules():  # every weight on the 3-bit grid: at most 2^3 - 1 levels
+        if hasattr(module, "quant_weight") and getattr(module, "weight_quant", None) is not None:
+            levels = torch.unique(_unpack_quant_tensor(module.quant_weight()))
+            assert len(levels) <= 7, f"{name}: {len(levels)} weight levels"
+    Q.calibrate(wide, tiny_batches())
+    tokens, lengths = tiny_batches()[0]
+    with torch.no_grad():  # the quantizers are live: the wide model's hidden states differ from the 3-bit one's
+        Q.calibrate(same, tiny_batches())
+        assert not torch.equal(wide.lstm(wide.lstm_inputs(tokens))[0], same.lstm(same.lstm_inputs(tokens))[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,6 +421,36 @@ def test_generative_calibration_sees_the_decoder_input_of_every_label(float_mode
     tokens, lengths = calib_batches[0]
     n_real = int((lengths + 1).sum())
     assert seen == [torch.Size([1, 4 * n_real, DIMS["generative"] * 2])]
+
+
+def test_decoder_feeding_gives_the_decoder_one_label_per_calibration_position(float_models: dict, splits: dict) -> None:
+    """calibration.decoder_feeding true_label / predicted_label: each document's own label only, in
+    calibration and in both GPFQ passes; the discriminative model refuses fed labels."""
+    train = splits["train"]
+    rows = np.arange(100)
+    fed = Q.token_batches(train, 50, rows, feed_labels=train.labels)
+    plain = Q.token_batches(train, 50, rows)
+    assert [b[:2] for b in fed].__repr__() == plain.__repr__()  # the same documents in the same order
+    model = Q.quantize(float_models["generative"], Q.QuantSpec(bit_width=4))
+    seen = []
+    handle = model.decoder.input_quant.register_forward_hook(lambda m, args, out: seen.append(args[0][0].detach().clone()))
+    Q.calibrate(model, fed[:1])
+    handle.remove()
+    tokens, lengths, labels = fed[0]
+    n_real = int((lengths + 1).sum())
+    assert seen[0].shape == (n_real, DIMS["generative"] * 2)  # one label per real position, not 4 x n_real
+    document = torch.repeat_interleave(torch.arange(len(lengths)), lengths + 1)
+    label_part = seen[0][:, DIMS["generative"] :]
+    assert torch.equal(label_part, float_models["generative"].label_embedding.weight.detach()[labels[document]])  # calibration is a float pass
+    assert len(torch.unique(labels)) > 1  # the batch really mixes labels
+    Q.calibrate(Q.quantize(float_models["generative"], Q.QuantSpec(bit_width=4)), plain[:1])  # label-free still works
+    model = Q.quantize(float_models["generative"], Q.QuantSpec(bit_width=4))
+    Q.calibrate(model, fed)
+    report = Q.apply_gpfq(model, fed, "gpfq")
+    assert report["changed_weight_fraction"] > 0
+    discriminative = Q.quantize(float_models["discriminative"], Q.QuantSpec(bit_width=4))
+    with pytest.raises(ValueError, match="decoder_feeding applies to the generative model"):
+        Q.calibrate(discriminative, fed[:1])
 
 
 def test_separate_lstm_input_quantizer_avoids_the_shared_io_pitfall(float_models: dict, calib_batches: list, test_batches: list) -> None:

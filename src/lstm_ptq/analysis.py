@@ -19,9 +19,11 @@ from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated
 
 
 @torch.no_grad()
-def final_layer_rows(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, quantized_input: bool = True) -> torch.Tensor:
+def final_layer_rows(
+    model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None, *, quantized_input: bool = True
+) -> torch.Tensor:
     """The final linear layer's input rows (after its input quantizer when the model has one)."""
-    rows = model.final_layer_inputs(tokens, lengths)
+    rows = model.final_layer_inputs(tokens, lengths, feed_labels)
     layer = model.final_layer
     if quantized_input and hasattr(layer, "input_quant"):
         rows = _unpack_quant_tensor(layer.input_quant(rows))
@@ -42,9 +44,9 @@ def final_layer_output_error(qmodel: QuantModel, float_model: nn.Module, batches
     xx = torch.zeros(features, features, dtype=torch.float64)
     xq = torch.zeros_like(xx)
     qq = torch.zeros_like(xx)
-    for tokens, lengths in batches:
-        x = final_layer_rows(float_model, tokens, lengths, quantized_input=False).double()
-        xt = final_layer_rows(qmodel, tokens, lengths).double()
+    for batch in batches:
+        x = final_layer_rows(float_model, *batch, quantized_input=False).double()
+        xt = final_layer_rows(qmodel, *batch).double()
         xx += x.T @ x
         xq += x.T @ xt
         qq += xt.T @ xt
@@ -89,7 +91,7 @@ def hidden_state_stats(model: nn.Module, batches: Iterable[Batch], percentiles: 
     They explain low-bit results: a collapsed cell state shows as zero h_t (docs/quantization.md).
     """
     hs, cs = [], []
-    for tokens, lengths in batches:
+    for tokens, lengths, *_ in batches:
         hidden, cells, mask = lstm_state_trace(model, tokens, lengths)
         hs.append(hidden[mask])
         cs.append(cells[mask])

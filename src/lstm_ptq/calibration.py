@@ -10,6 +10,11 @@ schemes share documents wherever their classes overlap and differ only in compos
   The k classes are the first k of a seeded class permutation, so lower coverage is nested in higher.
 - ``pseudo_class_conditional``: balanced by the FLOAT model's own predicted labels, so it needs no
   true labels: the practical answer to the paper's finding that balance matters but labels are absent.
+- ``imbalanced_<r>``: a controlled class imbalance at the same size: the classes, in the coverage
+  schemes' seeded order, get geometric shares 1 : r : r^2 : ... (0 < r < 1). A class that holds fewer
+  rows than its share gives all it has and the rest is shared by the later classes in the same
+  proportions, so the scheme never lowers the common size. A random sample of a class-balanced
+  training split is itself nearly balanced; this scheme is not.
 
 No scheme passes labels on: calibration and GPFQ see token sequences only.
 """
@@ -25,6 +30,24 @@ import numpy as np
 from .errors import DataError, ParamError
 
 _COVERAGE = re.compile(r"^classes_(all|\d+)$")
+_IMBALANCED = re.compile(r"^imbalanced_(0\.\d*[1-9]\d*)$")
+
+
+# How the generative model's decoder is fed during calibration and GPFQ (calibration.decoder_feeding).
+# Inference scores every label, so ``all_labels`` makes the decoder's calibration data label-balanced
+# whatever the classes of the calibration documents; the paper's class-conditional sampling needs labels
+# anyway, and its calibration may have fed each document with its own label.
+DECODER_FEEDINGS: dict[str, str] = {
+    "all_labels": "[h_t ; l_y] for every candidate label y, as inference scores them (label-free)",
+    "true_label": "each document with its own label (needs labels, as class-conditional sampling does)",
+    "predicted_label": "each document with the float model's predicted label (label-free)",
+}
+
+
+def check_decoder_feeding(name: object, where: str = "calibration.decoder_feeding") -> str:
+    if name not in DECODER_FEEDINGS:
+        raise ParamError(f"{where}: unknown feeding {name!r}; expected one of {list(DECODER_FEEDINGS)}")
+    return str(name)
 
 
 @dataclass(frozen=True)
@@ -67,9 +90,43 @@ def balanced_rows(labels: np.ndarray, classes: list[int], size: int, seed: int, 
     return np.sort(np.concatenate(chosen))
 
 
+def coverage_classes_in_order(num_classes: int, seed: int) -> list[int]:
+    """Every class in the seeded order the coverage and imbalanced schemes share."""
+    return [int(c) for c in np.random.default_rng([seed, 2]).permutation(num_classes)]
+
+
 def coverage_classes(num_classes: int, k: int, seed: int) -> list[int]:
-    order = np.random.default_rng([seed, 2]).permutation(num_classes)
-    return sorted(int(c) for c in order[:k])
+    return sorted(coverage_classes_in_order(num_classes, seed)[:k])
+
+
+def geometric_counts(ratio: float, size: int, available: list[int]) -> list[int]:
+    """Rows per class, in class order, for shares 1 : r : r^2 : ... of ``size``, each capped by the
+    class's ``available`` rows with the excess shared by the uncapped classes in the same proportions."""
+    if sum(available) < size:
+        raise DataError(f"calibration size {size} exceeds the {sum(available)} training rows")
+    weights = np.array([ratio**k for k in range(len(available))], dtype=np.float64)
+    counts = np.zeros(len(available), dtype=np.int64)
+    open_classes = np.ones(len(available), dtype=bool)
+    remaining = size
+    while remaining > 0:
+        share = np.where(open_classes, weights, 0.0)
+        share = share / share.sum() * remaining
+        whole = np.floor(share).astype(np.int64)
+        order = np.argsort(-(share - whole), kind="stable")  # largest remainders first, then class order
+        whole[order[: remaining - int(whole.sum())]] += 1
+        room = np.array(available) - counts
+        take = np.minimum(whole, room)
+        counts += take
+        remaining -= int(take.sum())
+        open_classes &= counts < np.array(available)
+    return counts.tolist()
+
+
+def _imbalanced(ctx: CalibrationContext, ratio: float, name: str) -> np.ndarray:
+    order = coverage_classes_in_order(ctx.num_classes, ctx.seed)
+    permutations = _class_permutations(ctx.labels, ctx.num_classes, ctx.seed, name)
+    counts = geometric_counts(ratio, ctx.size, [len(permutations[c]) for c in order])
+    return np.sort(np.concatenate([permutations[c][:n] for c, n in zip(order, counts, strict=True)]))
 
 
 def _unconditional(ctx: CalibrationContext) -> np.ndarray:
@@ -97,7 +154,8 @@ class Scheme:
     needs_predictions: bool = False
 
 
-# Adding a scheme is one entry here (``classes_<k>`` / ``classes_all`` are a pattern, not entries).
+# Adding a scheme is one entry here (``classes_<k>``, ``classes_all`` and ``imbalanced_<r>`` are
+# patterns, not entries).
 SCHEMES: dict[str, Scheme] = {
     "class_unconditional": Scheme(_unconditional),
     "class_conditional": Scheme(_conditional),
@@ -112,11 +170,11 @@ def needs_predictions(schemes: Iterable[str]) -> bool:
 
 def check_scheme(name: str, num_classes: int | None = None) -> str:
     match = _COVERAGE.match(name)
-    if name in SCHEMES or match:
+    if name in SCHEMES or match or _IMBALANCED.match(name):
         if match and match.group(1) != "all" and num_classes is not None and not 1 <= int(match.group(1)) <= num_classes:
             raise ParamError(f"calibration scheme {name!r}: k must be in 1..{num_classes}")
         return name
-    raise ParamError(f"unknown calibration scheme {name!r}; expected one of {sorted(SCHEMES)} or classes_<k> / classes_all")
+    raise ParamError(f"unknown calibration scheme {name!r}; expected one of {sorted(SCHEMES)}, classes_<k> / classes_all, or imbalanced_<r> with 0 < r < 1")
 
 
 def select_calibration_rows(name: str, ctx: CalibrationContext) -> np.ndarray:
@@ -126,6 +184,9 @@ def select_calibration_rows(name: str, ctx: CalibrationContext) -> np.ndarray:
         raise ParamError(f"calibration size {ctx.size} exceeds the {len(ctx.labels)} training rows")
     if name in SCHEMES:
         return SCHEMES[name].select(ctx)
+    imbalanced = _IMBALANCED.match(name)
+    if imbalanced:
+        return _imbalanced(ctx, float(imbalanced.group(1)), name)
     k_text = _COVERAGE.match(name).group(1)  # type: ignore[union-attr]
     k = ctx.num_classes if k_text == "all" else int(k_text)
     return balanced_rows(ctx.labels, coverage_classes(ctx.num_classes, k, ctx.seed), ctx.size, ctx.seed, ctx.num_classes, name)

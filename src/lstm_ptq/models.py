@@ -117,8 +117,9 @@ class DiscriminativeLSTM(nn.Module):
         index = last_real_index(lengths).to(outputs.device)
         return outputs[torch.arange(outputs.shape[0], device=outputs.device), index]
 
-    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The classifier's input rows: h_T of each document, ``[B, H]``."""
+        refuse_feed_labels(feed_labels)
         return self.final_hidden(tokens, lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -148,14 +149,24 @@ def generative_io(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Te
     return inputs, targets, mask
 
 
-def generative_decoder_rows(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``[h_t ; l_y]`` for every real position (rows) and every label (blocks): ``[C * N_real, H + d_l]``."""
+def generative_decoder_rows(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``[h_t ; l_y]`` for every real position (rows) and every label (blocks): ``[C * N_real, H + d_l]``;
+    with ``feed_labels`` (one label per document) only that label's rows: ``[N_real, H + d_l]``."""
     inputs, _, mask = generative_io(trim_padding(tokens, lengths), lengths)
     hidden = model.hidden_states(inputs)[mask]  # [N, H]
     labels = model.label_vectors()  # [C, d_l]
+    if feed_labels is not None:
+        document = torch.arange(mask.shape[0]).unsqueeze(1).expand_as(mask)[mask]  # the document of each real position
+        return torch.cat([hidden, labels[feed_labels.long()[document]]], dim=-1)
     classes, n = labels.shape[0], hidden.shape[0]
     rows = torch.cat([hidden.unsqueeze(0).expand(classes, n, -1), labels.unsqueeze(1).expand(classes, n, -1)], dim=-1)
     return rows.reshape(classes * n, -1)
+
+
+def refuse_feed_labels(feed_labels: torch.Tensor | None) -> None:
+    """A discriminative model's final layer has no label input: decoder feeding is for the generative model."""
+    if feed_labels is not None:
+        raise ValueError("calibration.decoder_feeding applies to the generative model's decoder only")
 
 
 class GenerativeSteps:
@@ -171,9 +182,10 @@ class GenerativeSteps:
         outputs, _ = self.lstm(self.lstm_inputs(inputs))
         return outputs
 
-    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The decoder's input rows for every real position and every label (:func:`generative_decoder_rows`)."""
-        return generative_decoder_rows(self, tokens, lengths)
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's input rows for every real position and every label, or each document's
+        ``feed_labels`` only (:func:`generative_decoder_rows`)."""
+        return generative_decoder_rows(self, tokens, lengths, feed_labels)
 
 
 class GenerativeLSTM(GenerativeSteps, nn.Module):

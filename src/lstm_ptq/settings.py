@@ -62,8 +62,10 @@ SCHEMA: dict[str, Any] = {
     "train": {**dict.fromkeys(_TRAIN_KEYS), MODEL_TYPE_KEY: dict.fromkeys(_TRAIN_KEYS)},
     "evaluate": dict.fromkeys(("batch_size", "use_log_prior")),
     "noise": dict.fromkeys(("levels",)),
-    "quantization": dict.fromkeys(("act_high_percentile", "weight_scaling", "weight_high_percentile", "act_narrow_range", "cell_state_bit_width")),
-    "calibration": dict.fromkeys(("fraction", "batch_size")),
+    "quantization": dict.fromkeys(
+        ("act_high_percentile", "weight_scaling", "weight_high_percentile", "act_narrow_range", "cell_state_bit_width", "gate_bit_width")
+    ),
+    "calibration": dict.fromkeys(("fraction", "batch_size", "decoder_feeding")),
     "final_layer": dict.fromkeys(("algorithm", "batch_size", "documents", "error_batches")),
     "noise_quantized": dict.fromkeys(("test_documents",)),
     "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
@@ -510,6 +512,18 @@ class NoiseSettings:
         return cls(check_noise_levels(get_typed(node, "levels", list, where), f"{where}.levels"), get_seed(params))
 
 
+def _width_or_same(node: Mapping[str, Any], key: str, where: str) -> int | None:
+    """A bit width of the LSTM's inside: ``same`` (None: the cell's bit width) or an integer width."""
+    value = get_typed(node, key, (int, str, type(None)), where)
+    if value == "same":
+        return None
+    if not isinstance(value, int):
+        raise ParamError(f"{where}.{key}: {value!r} is neither 'same' (the cell's bit width) nor a bit width")
+    from .quantization.spec import check_bit_width
+
+    return check_bit_width(value, f"{where}.{key}")
+
+
 @dataclass(frozen=True)
 class QuantizationSettings:
     """The ``quantization`` section (sections 4.2.1, 4.3.2): everything of a cell's quantizers but its bit width."""
@@ -518,19 +532,20 @@ class QuantizationSettings:
     weight_scaling: str
     weight_high_percentile: float
     act_narrow_range: bool
-    cell_state_bit_width: int | None  # None: the cell's bit width
+    cell_state_bit_width: int | None  # None ('same'): the cell's bit width
+    gate_bit_width: int | None  # None ('same'): the cell's bit width
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> QuantizationSettings:
         where = "quantization"
         node = section(params, where)
-        cell_state = get_typed(node, "cell_state_bit_width", (int, type(None)), where)
         out = cls(
             act_high_percentile=get_typed(node, "act_high_percentile", float, where),
             weight_scaling=get_typed(node, "weight_scaling", str, where),
             weight_high_percentile=get_typed(node, "weight_high_percentile", float, where),
             act_narrow_range=get_typed(node, "act_narrow_range", bool, where),
-            cell_state_bit_width=None if cell_state is None else check_bit_width(cell_state, f"{where}.cell_state_bit_width"),
+            cell_state_bit_width=_width_or_same(node, "cell_state_bit_width", where),
+            gate_bit_width=_width_or_same(node, "gate_bit_width", where),
         )
         out.spec(8)  # the spec validates every value, naming its key
         return out
@@ -545,6 +560,7 @@ class QuantizationSettings:
             weight_high_percentile=self.weight_high_percentile,
             act_narrow_range=self.act_narrow_range,
             cell_state_bit_width=self.cell_state_bit_width,
+            gate_bit_width=self.gate_bit_width,
         )
 
 
@@ -556,14 +572,18 @@ class CalibrationSettings:
 
     fraction: float
     batch_size: int
+    decoder_feeding: str  # how the generative decoder is fed: calibration.DECODER_FEEDINGS
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> CalibrationSettings:
+        from .calibration import check_decoder_feeding
+
         where = "calibration"
         node = section(params, where)
         return cls(
             fraction=check_fraction(get_typed(node, "fraction", float, where), f"{where}.fraction", allow_one=True),
             batch_size=_positive(get_typed(node, "batch_size", int, where), f"{where}.batch_size"),
+            decoder_feeding=check_decoder_feeding(get_typed(node, "decoder_feeding", str, where), f"{where}.decoder_feeding"),
         )
 
 

@@ -43,6 +43,7 @@ from . import log
 # Activation ranges do not depend on the bit width (the statistics come from a float pass), so they
 # are observed once per scheme at this bit width and divided by each cell's integer range.
 OBSERVE_BIT_WIDTH = 8
+PREDICTED_LABELS = "predicted_labels"  # the float model's training predictions in rows.npz (predicted_label feeding)
 HIDDEN_STATE_DOCUMENTS = 512  # test documents the hidden-state statistics are measured on
 
 
@@ -54,21 +55,42 @@ def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: 
     save_quantized(qmodel, paths.quantized(dataset, model_type, bit_width), calibrated=False)
 
 
-def calibration_sets_stage(dataset: str, model_type: str, schemes: Sequence[str], fraction: float, seed: int, root: Path) -> dict[str, Any]:
-    """Row indices of every calibration scheme (one common size: ``fraction`` of the training split, or
-    less where a scheme's classes cannot supply it), plus their class histograms."""
+def calibration_sets_stage(dataset: str, model_type: str, schemes: Sequence[str], calibration: CalibrationSettings, seed: int, root: Path) -> dict[str, Any]:
+    """Row indices of every calibration scheme (one common size: ``calibration.fraction`` of the training
+    split, or less where a scheme's classes cannot supply it), plus their class histograms; the float
+    model's predicted training labels too when the generative decoder is fed them."""
     paths = ProjectPaths(root)
     train = load_split(paths.tokenized(dataset), "train")
     config, float_model = load_float_model(paths, dataset, model_type)
+    feed_predictions = calibration.decoder_feeding == "predicted_label" and model_type == "generative"
     predicted = None
-    if needs_predictions(schemes):
+    if needs_predictions(schemes) or feed_predictions:
         predicted = score_split(float_scorer(float_model), train).argmax(axis=1)
-    rows, summary = build_calibration_sets(train.labels, config.num_classes, fraction, list(schemes), seed, predicted)
+    rows, summary = build_calibration_sets(train.labels, config.num_classes, calibration.fraction, list(schemes), seed, predicted)
     if predicted is not None:
         summary["float_train_accuracy_for_pseudo_labels"] = round(float((predicted == train.labels).mean()), 6)
-    save_arrays(paths.calibration_rows(dataset, model_type), **{name: r.astype(np.int64) for name, r in rows.items()})
+    arrays = {name: r.astype(np.int64) for name, r in rows.items()}
+    if feed_predictions:
+        arrays[PREDICTED_LABELS] = predicted.astype(np.int64)
+    save_arrays(paths.calibration_rows(dataset, model_type), **arrays)
     write_json(paths.calibration_summary(dataset, model_type), summary)
     return summary
+
+
+def decoder_feed(paths: ProjectPaths, dataset: str, model_type: str, train: EncodedSplit, feeding: str) -> np.ndarray | None:
+    """The label each training document is fed to the generative decoder with during calibration and
+    GPFQ (``calibration.decoder_feeding``), or None: every label (``all_labels``, and the discriminative model)."""
+    if model_type != "generative" or feeding == "all_labels":
+        return None
+    if feeding == "true_label":
+        return train.labels
+    rows_file = paths.calibration_rows(dataset, model_type)
+    arrays = load_arrays(rows_file)
+    if PREDICTED_LABELS not in arrays:
+        raise DataError(f"{rows_file}: no predicted labels; rerun calibration_sets@{dataset}-{model_type} with calibration.decoder_feeding: {feeding}")
+    if len(arrays[PREDICTED_LABELS]) != len(train):
+        raise DataError(f"{rows_file}: {len(arrays[PREDICTED_LABELS])} predicted labels for {len(train)} training documents")
+    return arrays[PREDICTED_LABELS]
 
 
 def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> np.ndarray:
@@ -96,7 +118,8 @@ def activation_ranges_stage(
     paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
     train = load_split(paths.tokenized(dataset), "train")
-    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme))
+    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
+    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme), feed)
     started = time.perf_counter()
     ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started
@@ -106,6 +129,7 @@ def activation_ranges_stage(
         "model_type": model_type,
         "calibration_scheme": scheme,
         "calibration_documents": documents,
+        "decoder_feeding": calibration.decoder_feeding if model_type == "generative" else None,
         "ranges": {name: round(float(value), 6) for name, value in ranges.items()},
     }
     write_json(paths.activation_ranges_summary(dataset, model_type, scheme), summary)
@@ -140,17 +164,18 @@ def refine_cell(
     rows: np.ndarray,
     calibration: CalibrationSettings,
     final_layer: FinalLayerSettings,
+    feed: np.ndarray | None = None,
 ) -> Refinement:
     """GPFQ (or the configured final-layer algorithm) on an evenly spaced ``final_layer.documents`` subset
     of the calibration ``rows``, with the final layer's output error measured before and after on
-    ``final_layer.error_batches`` calibration batches spread over the set."""
-    batches = token_batches(train, calibration.batch_size, rows)
+    ``final_layer.error_batches`` calibration batches spread over the set; ``feed``: :func:`decoder_feed`."""
+    batches = token_batches(train, calibration.batch_size, rows, feed)
     error_batches = batches[:: max(1, len(batches) // max(final_layer.error_batches, 1))][: final_layer.error_batches]
     refine = rows[evenly_spaced(len(rows), final_layer.documents)]
     with using_fast_lstm(qmodel):
         error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     started = time.perf_counter()
-    gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine), final_layer.algorithm)
+    gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine, feed), final_layer.algorithm)
     seconds = time.perf_counter() - started
     with using_fast_lstm(qmodel):
         error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
@@ -190,7 +215,8 @@ def calibrate_stage(
     set_activation_ranges(qmodel, ranges, str(ranges_file))
 
     # calibration itself ran once per scheme: activation_ranges/summary.json
-    refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer)
+    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
+    refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer, feed)
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
 
     test = load_split(paths.tokenized(dataset), "test")
@@ -206,6 +232,9 @@ def calibrate_stage(
             "model_type": model_type,
             "bit_width": bit_width,
             "calibration_scheme": scheme,
+            "cell_state_bit_width": spec.cell_state_bits,
+            "gate_bit_width": spec.gate_bits,
+            "decoder_feeding": calibration.decoder_feeding if model_type == "generative" else None,
             "calibration_documents": observed["calibration_documents"],
             "float_accuracy": float_accuracy,
             "accuracy_drop": round(float_accuracy - metrics["accuracy"], 6),

@@ -19,17 +19,25 @@ from ..preprocess import EncodedSplit
 if TYPE_CHECKING:
     from .modules import QuantModel
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # (tokens [B, L], lengths [B]); labels never travel
+# (tokens [B, L], lengths [B]), plus, only under calibration.decoder_feeding true_label / predicted_label,
+# the one label per document the generative decoder is fed; class labels never travel otherwise.
+Batch = tuple[torch.Tensor, ...]
 
 
-def token_batches(split: EncodedSplit, batch_size: int, rows: Sequence[int] | np.ndarray | None = None) -> list[Batch]:
+def token_batches(split: EncodedSplit, batch_size: int, rows: Sequence[int] | np.ndarray | None = None, feed_labels: np.ndarray | None = None) -> list[Batch]:
     """``(tokens, lengths)`` batches of ``split`` (or of its ``rows``) in length order, each trimmed to its
-    longest document, so the LSTM's observers see as little padding as possible."""
+    longest document, so the LSTM's observers see as little padding as possible; with ``feed_labels``
+    (one per row of the split) each batch carries its documents' labels third."""
     if batch_size < 1:
         raise ParamError(f"batch_size: {batch_size!r} must be >= 1")
     index = np.arange(len(split)) if rows is None else np.asarray(rows, dtype=np.int64)
     index = index[np.argsort(split.lengths[index], kind="stable")]
-    return [batch_tensors(split, index[start : start + batch_size]) for start in range(0, len(index), batch_size)]
+    batches = []
+    for start in range(0, len(index), batch_size):
+        chunk = index[start : start + batch_size]
+        batch = batch_tensors(split, chunk)
+        batches.append(batch if feed_labels is None else (*batch, torch.as_tensor(np.asarray(feed_labels)[chunk], dtype=torch.long)))
+    return batches
 
 
 def _activation_scalings(model: nn.Module) -> list[ParameterFromRuntimeStatsScaling]:
@@ -70,8 +78,8 @@ class FinalLayerDriver(nn.Module):
         self.model = model
         self.observe_only = observe_only
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.final_layer_pass(tokens, lengths, self.observe_only)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.final_layer_pass(tokens, lengths, self.observe_only, feed_labels)
 
 
 def calibrate(model: QuantModel, batches: Iterable[Batch]) -> int:
@@ -90,9 +98,9 @@ def calibrate(model: QuantModel, batches: Iterable[Batch]) -> int:
     driver = FinalLayerDriver(model, observe_only=True).eval()
     documents = 0
     with torch.no_grad(), calibration_mode(driver):
-        for tokens, lengths in batches:
-            driver(tokens, lengths)
-            documents += int(tokens.shape[0])
+        for batch in batches:
+            driver(*batch)
+            documents += int(batch[0].shape[0])
     if not is_calibrated(model):
         raise RuntimeError("an activation quantizer saw no data during calibration")
     return documents

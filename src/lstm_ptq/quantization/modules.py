@@ -19,7 +19,7 @@ from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Uint
 from torch import nn
 
 from ..errors import DataError
-from ..models import MODEL_TYPES, GenerativeSteps, ModelConfig, generative_io, last_real_index, register_quant_class, trim_padding
+from ..models import MODEL_TYPES, GenerativeSteps, ModelConfig, generative_io, last_real_index, refuse_feed_labels, register_quant_class, trim_padding
 from ..text import PAD_ID
 from .scoring import discriminative_logits, label_losses
 from .spec import WEIGHT_SCALINGS, QuantSpec
@@ -43,8 +43,8 @@ def _act_quant(spec: QuantSpec, bit_width: int | None = None):
     )
 
 
-def _unsigned_act_quant(spec: QuantSpec):
-    return Uint8ActPerTensorFloat.let(bit_width=spec.bit_width, high_percentile_q=spec.act_high_percentile)
+def _unsigned_act_quant(spec: QuantSpec, bit_width: int):
+    return Uint8ActPerTensorFloat.let(bit_width=bit_width, high_percentile_q=spec.act_high_percentile)
 
 
 class _ActOnly(nn.Module):
@@ -123,7 +123,7 @@ class FlagAwareQuantLSTM(qnn.QuantLSTM):
 
 
 def _quant_lstm(config: ModelConfig, spec: QuantSpec) -> FlagAwareQuantLSTM:
-    act = _act_quant(spec)
+    gate = _act_quant(spec, spec.gate_bits)
     lstm = FlagAwareQuantLSTM(
         config.embedding_dim,
         config.hidden_size,
@@ -131,10 +131,10 @@ def _quant_lstm(config: ModelConfig, spec: QuantSpec) -> FlagAwareQuantLSTM:
         batch_first=True,
         weight_quant=_weight_quant(spec),
         bias_quant=None,
-        io_quant=act,
-        gate_acc_quant=act,
-        sigmoid_quant=_unsigned_act_quant(spec),
-        tanh_quant=act,
+        io_quant=_act_quant(spec),  # h_t, at the cell's bit width
+        gate_acc_quant=gate,
+        sigmoid_quant=_unsigned_act_quant(spec, spec.gate_bits),
+        tanh_quant=gate,  # tanh of the cell gate and of c_t
         cell_state_quant=_act_quant(spec, spec.cell_state_bits),
     )
     for layer in lstm.layers:  # pitfall: io_quant would also quantize x_t with the scale of h_t
@@ -182,12 +182,16 @@ class QuantDiscriminativeLSTM(_QuantEncoder):
         outputs, _ = self.lstm(self.lstm_inputs(trim_padding(tokens, lengths)))
         return outputs[torch.arange(outputs.shape[0]), last_real_index(lengths)]
 
-    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def final_layer_inputs(self, tokens: torch.Tensor, lengths: torch.Tensor, feed_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The classifier's input rows: h_T of each document, ``[B, H]``."""
+        refuse_feed_labels(feed_labels)
         return self.final_hidden(tokens, lengths)
 
-    def final_layer_pass(self, tokens: torch.Tensor, lengths: torch.Tensor, observe_only: bool = False) -> torch.Tensor:
+    def final_layer_pass(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, observe_only: bool = False, feed_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The pass calibration and GPFQ drive on label-free batches: the model itself."""
+        refuse_feed_labels(feed_labels)
         return self(tokens, lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -224,13 +228,16 @@ class QuantGenerativeLSTM(GenerativeSteps, _QuantEncoder):
         """l_y for every label, [C, d_l] (equation 9), through the label embedding's quantizer."""
         return self.label_embedding(torch.arange(self.config.num_classes))
 
-    def final_layer_pass(self, tokens: torch.Tensor, lengths: torch.Tensor, observe_only: bool = False) -> torch.Tensor:
-        """The decoder on ``[h_t ; l_y]`` for every real position and EVERY label, as inference scores them.
+    def final_layer_pass(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, observe_only: bool = False, feed_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The decoder on ``[h_t ; l_y]`` for every real position and EVERY label, as inference scores them,
+        or, with ``feed_labels`` (calibration.decoder_feeding), on each document's one label.
 
-        One 3-D input ``(1, C * N_real, H + d_l)``: Brevitas' GPxQ reshapes only up to 3-D inputs.
+        One 3-D input ``(1, rows, H + d_l)``: Brevitas' GPxQ reshapes only up to 3-D inputs.
         With ``observe_only`` the decoder's input quantizer sees it but the [., V] product is skipped.
         """
-        rows = self.final_layer_inputs(tokens, lengths).unsqueeze(0)
+        rows = self.final_layer_inputs(tokens, lengths, feed_labels).unsqueeze(0)
         if observe_only:
             return self.decoder.input_quant(rows)
         return self.decoder(rows)

@@ -24,8 +24,8 @@ def _run_gpfq_family(driver: nn.Module, batches: list[Batch], mode: Callable[...
     with torch.no_grad(), mode(driver) as algorithm:
         layers = algorithm.num_layers
         for _ in range(layers):
-            for tokens, lengths in batches:
-                algorithm.model(tokens, lengths)
+            for batch in batches:
+                algorithm.model(*batch)
             algorithm.update()
     return layers
 

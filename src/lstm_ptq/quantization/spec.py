@@ -42,7 +42,8 @@ class QuantSpec:
     weight_scaling: str = "minmax"  # "minmax" | "percentile" (section 4.2.1)
     weight_high_percentile: float = 99.99  # used when weight_scaling == "percentile"
     act_narrow_range: bool = True  # signed activations on -(2^(b-1)-1) .. 2^(b-1)-1
-    cell_state_bit_width: int | None = None  # None: the stage bit width
+    cell_state_bit_width: int | None = None  # the LSTM's cell-state quantizer (f*c, i*g, c_t); None: bit_width
+    gate_bit_width: int | None = None  # the LSTM's gate pre-activations and sigmoid/tanh outputs; None: bit_width
 
     def __post_init__(self) -> None:
         where = "quantization"
@@ -53,12 +54,17 @@ class QuantSpec:
             raise ParamError(f"{where}.weight_scaling: unknown scaling {self.weight_scaling!r}; expected one of {list(WEIGHT_SCALINGS)}")
         if not isinstance(self.act_narrow_range, bool):
             raise ParamError(f"{where}.act_narrow_range: {self.act_narrow_range!r} is not a bool")
-        if self.cell_state_bit_width is not None:
-            object.__setattr__(self, "cell_state_bit_width", check_bit_width(self.cell_state_bit_width, f"{where}.cell_state_bit_width"))
+        for key in ("cell_state_bit_width", "gate_bit_width"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, check_bit_width(getattr(self, key), f"{where}.{key}"))
 
     @property
     def cell_state_bits(self) -> int:
         return self.bit_width if self.cell_state_bit_width is None else self.cell_state_bit_width
+
+    @property
+    def gate_bits(self) -> int:
+        return self.bit_width if self.gate_bit_width is None else self.gate_bit_width
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
