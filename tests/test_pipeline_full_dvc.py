@@ -167,20 +167,8 @@ def test_exp_run_with_a_wide_state_and_predicted_label_feeding(tiny: tuple[DvcPr
     """The settings run end to end through ``dvc exp run -S`` (predicted_label feeding needs the
     calibration_sets stage to store the float model's predictions), and the grid CSV carries them."""
     project, _ = tiny
-    ran = ran_stages(
-        project.dvc(
-            "exp",
-            "run",
-            "-n",
-            "wide",
-            "-S",
-            "quantization.cell_state_bit_width=16",
-            "-S",
-            "quantization.gate_bit_width=8",
-            "-S",
-            "calibration.decoder_feeding=predicted_label",
-        )
-    )
+    settings = ["-S", "quantization.cell_state_bit_width=16", "-S", "quantization.gate_bit_width=8", "-S", "calibration.decoder_feeding=predicted_label"]
+    ran = ran_stages(project.dvc("exp", "run", "-n", "wide", *settings, "ptq_report"))  # the grid and its report only
     assert "calibrate@dbpedia-generative-4-class_conditional" in ran and "calibration_sets@dbpedia-generative" in ran
     assert [s for s in ran if s.split("@")[0] in UPSTREAM] == []
     with open(project.root / "metrics/ptq_grid.csv", newline="") as handle:

@@ -56,9 +56,10 @@ def ptq_params() -> dict:
         "weight_scaling": "minmax",
         "weight_high_percentile": 99.99,
         "act_narrow_range": True,
-        "cell_state_bit_width": None,
+        "cell_state_bit_width": "same",
+        "gate_bit_width": "same",
     }
-    params["calibration"] = {"fraction": 0.25, "batch_size": 32}
+    params["calibration"] = {"fraction": 0.25, "batch_size": 32, "decoder_feeding": "all_labels"}
     params["final_layer"] = {"algorithm": "gpfq", "batch_size": 64, "documents": 100, "error_batches": 2}
     validate_params(params)  # every key is one params.yaml may hold
     return params
@@ -242,7 +243,7 @@ def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
     with pytest.raises(ParamError, match=r"calibration\.fraction: 1\.5 is not in \(0, 1\]"):
         settings_of("calibration_sets", bad, "ag_news", "discriminative")
     with pytest.raises(ParamError, match="calibration.fraction"):  # the stage body checks it too
-        calibration_sets_stage("ag_news", "discriminative", SCHEMES, 1.5, params["seed"], root)
+        calibration_sets_stage("ag_news", "discriminative", SCHEMES, CalibrationSettings(1.5, 32, "all_labels"), params["seed"], root)
     # the stage scripts name a bad matrix item before they touch anything
     for name, items, message in (
         ("quantize", ("ag_news", "discriminative", 17), "bit_width: 17 is outside"),

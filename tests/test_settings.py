@@ -190,7 +190,7 @@ def test_load_params_errors_name_the_file(tmp_path):
         (lambda p: p["final_layer"].update(algoritm="gptq"), "final_layer.algoritm: unknown key; did you mean 'algorithm'?"),
         (
             lambda p: p["calibration"].update(final_layer_algorithm="gptq"),
-            "calibration.final_layer_algorithm: unknown key; expected one of ['fraction', 'batch_size']",
+            "calibration.final_layer_algorithm: unknown key; expected one of ['fraction', 'batch_size', 'decoder_feeding']",
         ),
         (lambda p: p["train"].update(generativ={"max_epochs": 3}), "train.generativ: unknown key; did you mean 'generative'?"),
         (lambda p: p["train"]["generative"].update(max_epoch=3), "train.generative.max_epoch: unknown key; did you mean 'max_epochs'?"),

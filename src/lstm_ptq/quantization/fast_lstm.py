@@ -1,15 +1,15 @@
-"""A fast forward pass of a calibrated Brevitas ``QuantLSTM``: the same quantized values, fewer operations.
+"""A fast forward pass of a calibrated Brevitas ``QuantLSTM``: the same values, fewer operations.
 
 Brevitas' QuantLSTM runs each of its 11 quantization points through its proxy machinery at every time
 step and each gate as its own pair of matrix products. Here every quantizer is read once into plain
-tensors (scale, integer bounds) and a step is one recurrent matrix product for the four gates plus a
-few element-wise operations. The arithmetic is Brevitas' own, operation for operation: ``x / scale``,
-round half to even, clamp to the integer range, ``* scale``; the input-to-hidden and hidden-to-hidden
-products are added before the bias, as in its cell. So the outputs are the QuantLSTM's bit for bit
-wherever a gate's product columns equal the per-gate products (``tests/test_fast_lstm.py`` checks
-this at every bit width; ``scripts/bench_fast_lstm.py`` measures the speed). Brevitas stays the
-reference and the only path for calibration and GPFQ; this pass is for evaluation of a model whose
-scales are final.
+tensors (scale, integer bounds); the input projections of all steps are one matrix product and a step
+is one recurrent product for the four gates plus a few element-wise operations. The arithmetic is
+Brevitas' own, operation for operation: ``x / scale``, round half to even, clamp to the integer range,
+``* scale``; the input-to-hidden and hidden-to-hidden products added before the bias; each gate's
+sigmoid or tanh on its own contiguous tensor. With every quantizer switched off (GPFQ's float reference
+pass) it runs Brevitas' float recurrence the same way. ``tests/test_fast_lstm.py`` checks both bit for
+bit against Brevitas at every bit width; ``scripts/bench_fast_lstm.py`` measures the speed.
+Calibration stays on Brevitas (it needs its observers); docs/quantization.md says what runs where.
 """
 
 from __future__ import annotations
@@ -59,13 +59,6 @@ def _stacked(points: list[_Point], width: int) -> _Point:
     if any(p.scale is None for p in points):
         raise ValueError("the fast LSTM needs the gate quantizers all enabled or all disabled")
     return _Point(*(torch.cat([getattr(p, field).expand(width) for p in points]) for field in ("scale", "min_int", "max_int")))
-
-
-def _quant(x: torch.Tensor, scale: torch.Tensor | None, min_int: torch.Tensor | None, max_int: torch.Tensor | None) -> torch.Tensor:
-    """Brevitas' IntQuant with a zero zero-point: ``clamp(round(x / scale)) * scale``."""
-    if scale is None or min_int is None or max_int is None:
-        return x
-    return torch.clamp(torch.round(x / scale), min_int, max_int) * scale
 
 
 @torch.jit.script
