@@ -9,11 +9,13 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lstm_ptq.datasets import DATASETS, format_release_csv, parse_release_csv
-from lstm_ptq.preprocess import build_tokenized
+from lstm_ptq.preprocess import EncodedSplit, build_tokenized
 from lstm_ptq.settings import TokenizeSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +41,27 @@ def make_small_project(root: Path, dataset: str, train_rows: int, test_rows: int
     params = TokenizeSettings(lowercase=True, max_vocab_size=max_vocab_size, min_freq=1, max_length=max_length, valid_fraction=0.2, seed=7)
     build_tokenized(dataset, raw, root / "data" / "tokenized" / dataset, params)
     return root
+
+
+def train_briefly(model: nn.Module, train: EncodedSplit, steps: int, batch_size: int, learning_rate: float, seed: int) -> nn.Module:
+    """Adam on ``steps`` random batches of real rows: weights worth quantizing in seconds, not accuracy.
+    ``model``'s initial weights must already be drawn (``torch.manual_seed`` before building it)."""
+    torch.set_num_threads(1)  # module fixtures run before the autouse single-thread fixture
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        rows = rng.integers(0, len(train), batch_size)
+        lengths = torch.as_tensor(train.lengths[rows].astype(np.int64))
+        tokens = torch.as_tensor(train.tokens[rows, : int(lengths.max())].astype(np.int64))
+        labels = torch.as_tensor(train.labels[rows])
+        if model.model_type == "discriminative":
+            loss = nn.functional.cross_entropy(model(tokens, lengths), labels)
+        else:
+            loss = model(tokens, lengths, labels).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_briefly
 from torch import nn
 
 from lstm_ptq import analysis as A
@@ -39,19 +40,7 @@ def _trained(model_type: str, splits: dict) -> nn.Module:
     torch.set_num_threads(1)  # module fixtures run before the autouse single-thread fixture
     torch.manual_seed(0)
     model = build_model(ModelConfig(model_type, splits["vocab_size"], 4, 24, 24, 1, 24))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    train: EncodedSplit = splits["train"]
-    rng = np.random.default_rng(0)
-    for _ in range(200 if model_type == "discriminative" else 60):
-        rows = rng.integers(0, len(train), 32)
-        lengths = torch.as_tensor(train.lengths[rows].astype(np.int64))
-        tokens = torch.as_tensor(train.tokens[rows, : int(lengths.max())].astype(np.int64))
-        labels = torch.as_tensor(train.labels[rows])
-        loss = nn.functional.cross_entropy(model(tokens, lengths), labels) if model_type == "discriminative" else model(tokens, lengths, labels).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return train_briefly(model, splits["train"], 200 if model_type == "discriminative" else 60, 32, 1e-2, 0)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +116,18 @@ def test_fast_lstm_quantizes_every_point(float_models: dict, ranges: dict, split
     assert (fast - unquantized).abs().max() > 1e-2
     scale = model.lstm.layers[0][0].cell.output_quant.scale()
     assert torch.equal(torch.round(fast / scale) * scale, fast), "hidden states are not on the output quantizer's grid"
+
+
+def test_fast_lstm_blocks_nest_and_restore_the_brevitas_lstm(float_models: dict, ranges: dict) -> None:
+    model = _calibrated(float_models["discriminative"], ranges, 4, None)
+    original = model.lstm
+    with using_fast_lstm(model):
+        fast = model.lstm
+        assert isinstance(fast, FastQuantLSTM)
+        with using_fast_lstm(model):
+            assert model.lstm is fast
+        assert model.lstm is fast
+    assert model.lstm is original
 
 
 def test_fast_lstm_refuses_an_uncalibrated_model(float_models: dict) -> None:

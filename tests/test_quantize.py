@@ -18,6 +18,7 @@ import pytest
 import torch
 from brevitas.core.stats import AbsMax
 from brevitas.quant_tensor import _unpack_quant_tensor
+from conftest import train_briefly
 from torch import nn
 
 from lstm_ptq import analysis as A
@@ -51,24 +52,8 @@ def _train(model_type: str, splits: dict, seed: int = 0) -> nn.Module:
     torch.set_num_threads(1)  # module fixtures run before the autouse single-thread fixture
     torch.manual_seed(seed)
     dims = DIMS[model_type]
-    config = ModelConfig(model_type, splits["vocab_size"], 4, dims, dims, 1, dims)
-    model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    train = splits["train"]
-    rng = np.random.default_rng(seed)
-    for _ in range(STEPS[model_type]):
-        rows = rng.integers(0, len(train), 32 if model_type == "discriminative" else 16)
-        lengths = torch.as_tensor(train.lengths[rows].astype(np.int64))
-        tokens = torch.as_tensor(train.tokens[rows, : int(lengths.max())].astype(np.int64))
-        labels = torch.as_tensor(train.labels[rows])
-        if model_type == "discriminative":
-            loss = nn.functional.cross_entropy(model(tokens, lengths), labels)
-        else:
-            loss = model(tokens, lengths, labels).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    model = build_model(ModelConfig(model_type, splits["vocab_size"], 4, dims, dims, 1, dims))
+    return train_briefly(model, splits["train"], STEPS[model_type], 32 if model_type == "discriminative" else 16, 5e-3, seed)
 
 
 @pytest.fixture(scope="module")

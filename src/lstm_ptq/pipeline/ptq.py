@@ -172,12 +172,11 @@ def refine_cell(
     batches = token_batches(train, calibration.batch_size, rows, feed)
     error_batches = batches[:: max(1, len(batches) // max(final_layer.error_batches, 1))][: final_layer.error_batches]
     refine = rows[evenly_spaced(len(rows), final_layer.documents)]
-    with using_fast_lstm(qmodel):
+    with using_fast_lstm(qmodel):  # GPFQ changes the final layer only: one fast LSTM serves the whole refinement
         error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
-    started = time.perf_counter()
-    gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine, feed), final_layer.algorithm)
-    seconds = time.perf_counter() - started
-    with using_fast_lstm(qmodel):
+        started = time.perf_counter()
+        gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine, feed), final_layer.algorithm)
+        seconds = time.perf_counter() - started
         error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
     return Refinement(gpfq, len(refine), error_before, error_after, seconds)
 

@@ -33,19 +33,18 @@ _POINTS = (*_ACC_POINTS.values(), *_ACT_POINTS.values(), "cell_state_quant", "hi
 
 @dataclass(frozen=True)
 class _Point:
-    """One quantization point: scale and integer bounds, or ``None`` where the point is disabled."""
+    """One quantization point: its scale and integer bounds."""
 
-    scale: torch.Tensor | None
-    min_int: torch.Tensor | None
-    max_int: torch.Tensor | None
+    scale: torch.Tensor
+    min_int: torch.Tensor
+    max_int: torch.Tensor
 
 
 def _point(proxy: nn.Module) -> _Point:
     """The scale and integer range Brevitas applies at ``proxy`` (a cell's activation quantizer)."""
     if not proxy.is_quant_enabled:
-        return _Point(None, None, None)
-    fused = proxy.fused_activation_quant_proxy
-    int_quant = fused.tensor_quant.int_quant
+        raise ValueError("the fast LSTM needs every activation quantizer of the cell enabled (a calibrated model)")
+    int_quant = proxy.fused_activation_quant_proxy.tensor_quant.int_quant
     bit_width = proxy.bit_width().detach()
     if float(proxy.zero_point()) != 0.0:
         raise ValueError(f"{type(proxy).__name__}: the fast LSTM supports symmetric quantizers only (zero point {float(proxy.zero_point())})")
@@ -54,36 +53,25 @@ def _point(proxy: nn.Module) -> _Point:
 
 def _stacked(points: list[_Point], width: int) -> _Point:
     """Per-column scale and bounds of the four gates stacked side by side (each gate ``width`` columns)."""
-    if all(p.scale is None for p in points):
-        return _Point(None, None, None)
-    if any(p.scale is None for p in points):
-        raise ValueError("the fast LSTM needs the gate quantizers all enabled or all disabled")
     return _Point(*(torch.cat([getattr(p, field).expand(width) for p in points]) for field in ("scale", "min_int", "max_int")))
 
 
 @torch.jit.script
-def _steps(
-    projected: torch.Tensor,
-    weight_hh: torch.Tensor,
-    bias: torch.Tensor,
-    acc_scale: torch.Tensor,
-    acc_min: torch.Tensor,
-    acc_max: torch.Tensor,
-    act_scale: torch.Tensor,
-    act_min: torch.Tensor,
-    act_max: torch.Tensor,
-    cell_scale: torch.Tensor,
-    cell_min: torch.Tensor,
-    cell_max: torch.Tensor,
-    tanh_scale: torch.Tensor,
-    tanh_min: torch.Tensor,
-    tanh_max: torch.Tensor,
-    out_scale: torch.Tensor,
-    out_min: torch.Tensor,
-    out_max: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The recurrence of one fully quantized LSTM layer; ``projected`` holds x_t W_ih for every step.
-    Returns h_t and c_t of every step, ``[B, T, H]`` each."""
+def _fake_quant(x: torch.Tensor, points: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Brevitas' IntQuant with a zero zero-point, ``clamp(round(x / scale)) * scale``, at point ``k``
+    (scale, min, max = ``points[3k : 3k + 3]``); ``x`` itself when ``points`` is empty (quantizers off)."""
+    if len(points) == 0:
+        return x
+    scale = points[3 * k]
+    return torch.clamp(torch.round(x / scale), points[3 * k + 1], points[3 * k + 2]) * scale
+
+
+@torch.jit.script
+def _steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor, points: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence of one LSTM layer as Brevitas' cell computes it; ``projected`` holds x_t W_ih for
+    every step. ``points``: scale, min and max of the gate pre-activations (0), the gate activations (1),
+    the cell state (2), tanh(c_t) (3) and h_t (4); empty for the float recurrence with every quantizer
+    off (:class:`FlagAwareQuantLSTM`). Returns h_t and c_t of every step, ``[B, T, H]`` each."""
     batch, steps, gates = projected.shape
     hidden = gates // 4
     h = projected.new_zeros(batch, hidden)
@@ -91,8 +79,7 @@ def _steps(
     outputs = []
     cells = []
     for t in range(steps):
-        acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
-        acc = torch.clamp(torch.round(acc / acc_scale), acc_min, acc_max) * acc_scale
+        acc = _fake_quant(projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias, points, 0)
         # Each gate's activation on its own contiguous [B, H] tensor, as in Brevitas' cell: a vectorised
         # sigmoid or tanh may round differently in a strided view or in a longer buffer's tail.
         act = torch.cat(
@@ -104,38 +91,13 @@ def _steps(
             ],
             dim=1,
         )
-        act = torch.clamp(torch.round(act / act_scale), act_min, act_max) * act_scale
+        act = _fake_quant(act, points, 1)
         i = act[:, :hidden]
         f = act[:, hidden : 2 * hidden]
         o = act[:, 2 * hidden : 3 * hidden]
         g = act[:, 3 * hidden :]
-        fc = torch.clamp(torch.round((f * c) / cell_scale), cell_min, cell_max) * cell_scale
-        ig = torch.clamp(torch.round((i * g) / cell_scale), cell_min, cell_max) * cell_scale
-        c = torch.clamp(torch.round((fc + ig) / cell_scale), cell_min, cell_max) * cell_scale
-        tanh_c = torch.clamp(torch.round(torch.tanh(c) / tanh_scale), tanh_min, tanh_max) * tanh_scale
-        h = torch.clamp(torch.round((o * tanh_c) / out_scale), out_min, out_max) * out_scale
-        outputs.append(h)
-        cells.append(c)
-    return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
-
-
-@torch.jit.script
-def _float_steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same recurrence with every quantizer off, as Brevitas computes it (:class:`FlagAwareQuantLSTM`)."""
-    batch, steps, gates = projected.shape
-    hidden = gates // 4
-    h = projected.new_zeros(batch, hidden)
-    c = projected.new_zeros(batch, hidden)
-    outputs = []
-    cells = []
-    for t in range(steps):
-        acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
-        i = torch.sigmoid(acc[:, :hidden].contiguous())  # contiguous per gate, as in _steps
-        f = torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous())
-        o = torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous())
-        g = torch.tanh(acc[:, 3 * hidden :].contiguous())
-        c = f * c + i * g
-        h = o * torch.tanh(c)
+        c = _fake_quant(_fake_quant(f * c, points, 2) + _fake_quant(i * g, points, 2), points, 2)
+        h = _fake_quant(o * _fake_quant(torch.tanh(c), points, 3), points, 4)
         outputs.append(h)
         cells.append(c)
     return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
@@ -162,22 +124,21 @@ class FastQuantLSTMLayer(nn.Module):
             self.bias = torch.cat([_bias(q[2], hidden) for q in quant]).detach()
             self.float_weight_ih = torch.cat([p.input_weight.weight for p in params]).detach()
             self.float_weight_hh = torch.cat([p.hidden_weight.weight for p in params]).detach()
-            acc = _stacked([_point(getattr(cell, _ACC_POINTS[g])) for g in _GATES], hidden)
-            act = _stacked([_point(getattr(cell, _ACT_POINTS[g])) for g in _GATES], hidden)
-            cell_state = _point(cell.cell_state_quant)
-            tanh = _point(cell.hidden_state_tanh_quant)
-            output = _point(cell.output_quant)
-        points = [acc, act, cell_state, tanh, output]
-        if any(p.scale is None for p in points):
-            raise ValueError("the fast LSTM needs every activation quantizer of the cell enabled (a calibrated model)")
+            points = [
+                _stacked([_point(getattr(cell, _ACC_POINTS[g])) for g in _GATES], hidden),
+                _stacked([_point(getattr(cell, _ACT_POINTS[g])) for g in _GATES], hidden),
+                _point(cell.cell_state_quant),
+                _point(cell.hidden_state_tanh_quant),
+                _point(cell.output_quant),
+            ]
         self._points = [t for p in points for t in (p.scale, p.min_int, p.max_int)]
 
     def forward(self, x: torch.Tensor, quantized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """h_t and c_t of every step, ``[B, T, H]`` each, from the layer's input ``[B, T, I]``."""
         # One product for all steps: column block g of x W_ih^T is F.linear(x_t, W_g) of Brevitas' cell.
         if not quantized:
-            return _float_steps(torch.nn.functional.linear(x, self.float_weight_ih), self.float_weight_hh, self.bias)
-        return _steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias, *self._points)
+            return _steps(torch.nn.functional.linear(x, self.float_weight_ih), self.float_weight_hh, self.bias, [])
+        return _steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias, self._points)
 
 
 def _bias(bias: object, hidden: int) -> torch.Tensor:
@@ -240,9 +201,13 @@ def using_fast_lstm(model: nn.Module) -> Iterator[nn.Module]:
     """Evaluate ``model`` (a calibrated quantized classifier) with its LSTM on the fast pass.
 
     The model's ``lstm`` is swapped for a :class:`FastQuantLSTM` built from its current scales and
-    restored on exit, so nothing of the swap reaches a checkpoint.
+    restored on exit, so nothing of the swap reaches a checkpoint. Inside another such block (GPFQ
+    within a cell's refinement) the model keeps the fast LSTM it already has.
     """
     require_calibrated(model)
+    if isinstance(model.lstm, FastQuantLSTM):
+        yield model
+        return
     original = model.lstm
     model.lstm = FastQuantLSTM(original)
     try:
