@@ -96,6 +96,7 @@ STAGES: tuple[Stage, ...] = (
         "stages/evaluate.py",
         {"dataset": "grid.datasets", "model_type": "grid.model_types"},
         deps=("data/tokenized/${item.dataset}", "models/float/${item.dataset}/${item.model_type}"),
+        outs=("models/test_scores/${item.dataset}/${item.model_type}.npz",),
         files=("metrics/evaluate/${item.dataset}/${item.model_type}.json",),
         plots=(("plots/confusion/${item.dataset}/${item.model_type}.csv", CONFUSION),),
     ),

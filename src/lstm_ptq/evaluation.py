@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .artifacts import load_arrays, save_arrays
+from .errors import DataError
 from .preprocess import EncodedSplit
 
 # (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
@@ -53,6 +56,7 @@ class Evaluation:
     predictions: np.ndarray  # [N]
     labels: np.ndarray  # [N]
     true_label_loss: np.ndarray  # [N]: -score of the true label (sequence loss for generative models)
+    scores: np.ndarray  # [N, C]: the class scores the predictions came from (before any log prior)
 
     @property
     def accuracy(self) -> float:
@@ -78,7 +82,27 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, log_prior: np.ndarray | Non
     decision = scores if log_prior is None else scores + log_prior[None, :]
     predictions = decision.argmax(axis=1)
     true_loss = -scores[np.arange(len(labels)), labels]
-    return Evaluation(predictions, labels, true_loss)
+    return Evaluation(predictions, labels, true_loss, scores)
+
+
+def save_test_scores(path: Path, evaluation: Evaluation) -> None:
+    """Per-document class scores and predictions of one model on the test split, in the split's order: what
+    the analysis stages pair models on (McNemar, per-class drops, logit variance) without scoring again."""
+    save_arrays(path, scores=evaluation.scores.astype(np.float32), predictions=evaluation.predictions.astype(np.int32))
+
+
+def load_test_scores(path: Path, documents: int, num_classes: int) -> dict[str, np.ndarray]:
+    """:func:`save_test_scores`' arrays, checked against the test split they must describe."""
+    arrays = load_arrays(path)
+    for name in ("scores", "predictions"):
+        if name not in arrays:
+            raise DataError(f"{path}: no {name!r} array; expected the output of an evaluate or calibrate stage")
+    if arrays["scores"].shape != (documents, num_classes) or arrays["predictions"].shape != (documents,):
+        raise DataError(
+            f"{path}: scores {arrays['scores'].shape} and predictions {arrays['predictions'].shape} do not match the test split "
+            f"({documents} documents, {num_classes} classes); rerun the stage that wrote it"
+        )
+    return arrays
 
 
 def class_log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:

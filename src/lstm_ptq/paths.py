@@ -62,6 +62,10 @@ class ProjectPaths:
     def evaluate_metrics(self, dataset: str, model_type: str) -> Path:
         return self.root / "metrics" / "evaluate" / dataset / f"{model_type}.json"
 
+    def float_test_scores(self, dataset: str, model_type: str) -> Path:
+        """The float model's per-document test scores (evaluation.save_test_scores)."""
+        return self.root / "models" / "test_scores" / dataset / f"{model_type}.npz"
+
     def confusion(self, dataset: str, model_type: str) -> Path:
         return self.root / "plots" / "confusion" / dataset / f"{model_type}.csv"
 
@@ -98,6 +102,10 @@ class ProjectPaths:
     def calibrated(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
         return self.root / "models" / "calibrated" / dataset / model_type / f"w{bit_width}" / scheme / "model.pt"
 
+    def calibrated_test_scores(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
+        """The calibrated model's per-document test scores, beside it (evaluation.save_test_scores)."""
+        return self.calibrated(dataset, model_type, bit_width, scheme).with_name("test_scores.npz")
+
     def calibrate_metrics(self, dataset: str, model_type: str, bit_width: int, scheme: str) -> Path:
         return self.root / "metrics" / "calibrate" / dataset / model_type / f"w{bit_width}" / f"{scheme}.json"
 
@@ -131,6 +139,33 @@ class ProjectPaths:
 
     def figure16_metrics(self) -> Path:
         return self.root / "metrics" / "figure16.json"
+
+    # ---------------------------------------------------------------------------------------------
+    # Section 6: KS analysis, token-loss densities, per-class effects
+    # ---------------------------------------------------------------------------------------------
+
+    def analysis(self, dataset: str, model_type: str) -> Path:
+        """The analysis tables of one model (stages ``ks_analysis``, ``token_losses``, ``per_class``)."""
+        return self.root / "metrics" / "analysis" / dataset / model_type
+
+    def ks_table(self, dataset: str, model_type: str) -> Path:
+        """Figures 12-14: every KS comparison with its p-value and sample sizes."""
+        return self.analysis(dataset, model_type) / "ks.csv"
+
+    def token_loss_densities(self, dataset: str) -> Path:
+        """Figure 15: density curves of the generative model's token-level losses and loss differences."""
+        return self.analysis(dataset, "generative") / "token_loss_kde.csv"
+
+    def token_loss_summary(self, dataset: str) -> Path:
+        return self.analysis(dataset, "generative") / "token_losses.json"
+
+    def per_class_table(self, dataset: str, model_type: str) -> Path:
+        """Per-class accuracy drops and score variances of every calibrated cell against the float model."""
+        return self.analysis(dataset, model_type) / "per_class.csv"
+
+    def analysis_plots(self) -> Path:
+        """Figures 12-15 and the per-class figure (PNG and CSV series)."""
+        return self.root / "plots" / "analysis"
 
     def noise_trained(self) -> ProjectPaths:
         """The noise-trained variant's tree (section 7)."""

@@ -69,6 +69,7 @@ SCHEMA: dict[str, Any] = {
     "final_layer": dict.fromkeys(("algorithm", "batch_size", "documents", "error_batches")),
     "noise_quantized": dict.fromkeys(("test_documents",)),
     "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
+    "analysis": dict.fromkeys(("schemes", "ks_sample_size", "documents", "kde_bit_width", "kde_points")),
 }
 _WILDCARDS = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
 
@@ -654,3 +655,43 @@ class NoiseTrainingSettings:
         if eval_level not in levels:
             raise ParamError(f"{where}.eval_level: {eval_level} is not in noise.levels {list(levels)!r}")
         return cls(name, level, eval_level)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The ``analysis`` section (paper section 6, Figures 12-15): the calibration schemes whose calibrated
+    models are compared (the paper: class-conditional and class-unconditional), the most values one KS
+    sample keeps (a larger one is subsampled without replacement, seeded by the top-level ``seed``), the
+    evenly spaced test documents of the common input set (None: the whole split), and Figure 15's bit width
+    and the points of its density curves."""
+
+    schemes: tuple[str, ...]
+    ks_sample_size: int
+    documents: int | None
+    kde_bit_width: int
+    kde_points: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
+        where = "analysis"
+        node = section(params, where)
+        grid = section(params, "grid")
+        built_schemes = get_typed(grid, "calibration_schemes", list, "grid")
+        built_widths = get_typed(grid, "bit_widths", list, "grid")
+        out = cls(
+            schemes=_name_list(node, "schemes", where, check_scheme),
+            ks_sample_size=get_typed(node, "ks_sample_size", int, where),
+            documents=_optional_int(node, "documents", where, "the whole test split"),
+            kde_bit_width=check_bit_width(get_typed(node, "kde_bit_width", int, where), f"{where}.kde_bit_width"),
+            kde_points=get_typed(node, "kde_points", int, where),
+        )
+        for i, scheme in enumerate(out.schemes):
+            if scheme not in built_schemes:
+                raise ParamError(f"{where}.schemes[{i}]: {scheme!r} is not in grid.calibration_schemes, so it has no calibrated models")
+        if out.kde_bit_width not in built_widths:
+            raise ParamError(f"{where}.kde_bit_width: {out.kde_bit_width} is not in grid.bit_widths {built_widths!r}")
+        if out.ks_sample_size < 100:
+            raise ParamError(f"{where}.ks_sample_size: {out.ks_sample_size} must be >= 100 (a KS p-value needs samples)")
+        if out.kde_points < 16:
+            raise ParamError(f"{where}.kde_points: {out.kde_points} must be >= 16")
+        return out

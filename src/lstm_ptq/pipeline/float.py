@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..artifacts import read_json, write_frame, write_json
 from ..datasets import DATASETS
-from ..evaluation import class_log_prior, confusion_rows, evaluate, float_scorer, score_split
+from ..evaluation import class_log_prior, confusion_rows, evaluate, float_scorer, save_test_scores, score_split
 from ..models import check_vocabulary_fits, load_float_model, save_state_dict
 from ..noise import level_name, load_noisy_split
 from ..paths import ProjectPaths
@@ -65,6 +65,7 @@ def evaluate_stage(dataset: str, model_type: str, settings: EvaluateSettings, ro
     metrics = result.metrics(classes)
     metrics["paper_accuracy"] = PAPER_TABLE1[(dataset, model_type)] / 100
     metrics["train_rows"] = len(load_split(tokenized, "train"))
+    save_test_scores(paths.float_test_scores(dataset, model_type), result)
     write_json(paths.evaluate_metrics(dataset, model_type), metrics)
     write_frame(paths.confusion(dataset, model_type), confusion_rows(result, classes))
     return metrics

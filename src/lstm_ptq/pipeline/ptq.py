@@ -20,7 +20,7 @@ from ..analysis import final_layer_output_error, hidden_state_stats
 from ..artifacts import load_arrays, read_json, save_arrays, write_json
 from ..calibration import build_calibration_sets, check_scheme, needs_predictions
 from ..errors import DataError
-from ..evaluation import Evaluation, evaluate, float_scorer, score_split
+from ..evaluation import Evaluation, evaluate, float_scorer, save_test_scores, score_split
 from ..models import check_vocabulary_fits, load_float_model
 from ..paths import ProjectPaths
 from ..preprocess import EncodedSplit, evenly_spaced, load_split
@@ -245,6 +245,7 @@ def calibrate_stage(
             "hidden_state": {k: round(v, 6) for k, v in hidden.items()},
         }
     )
+    save_test_scores(paths.calibrated_test_scores(dataset, model_type, bit_width, scheme), result)
     write_json(paths.calibrate_metrics(dataset, model_type, bit_width, scheme), metrics)
     log("calibrate", f"gpfq {refinement.seconds:.1f} s, evaluate {evaluate_seconds:.1f} s")
     return metrics
