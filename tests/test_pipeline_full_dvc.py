@@ -1,5 +1,5 @@
 """The whole pipeline through the real ``dvc`` CLI on a tiny params profile: DBPedia only, one bit
-width, one calibration scheme, one noise model at two levels, small models.
+width, the two calibration schemes the analysis compares, one noise model at two levels, small models.
 
 It checks the wiring that the stage-function tests cannot: every stage of ``dvc.yaml`` (the PTQ grid,
 the noise stages and the noise-trained variant tree included) resolves, runs once in dependency order,
@@ -25,7 +25,7 @@ def tiny_profile(params: dict) -> dict:
         {
             "datasets": ["dbpedia"],
             "bit_widths": [4],
-            "calibration_schemes": ["class_conditional"],
+            "calibration_schemes": ["class_conditional", "class_unconditional"],
             "noise_models": ["uniform_substitution"],
             "noise_quantized_schemes": ["class_conditional"],
             "noise_quantized_noise_models": ["uniform_substitution"],
@@ -38,6 +38,7 @@ def tiny_profile(params: dict) -> dict:
     params["noise"]["levels"] = [0, 0.1]
     params["final_layer"]["documents"] = 64
     params["noise_quantized"]["test_documents"] = 200
+    params["analysis"].update({"documents": 100, "ks_sample_size": 5000, "kde_points": 64})
     return params
 
 
@@ -54,7 +55,7 @@ def test_every_stage_runs_once_in_dependency_order(tiny: tuple[DvcProject, str])
     project, output = tiny
     listed = set(project.dvc("stage", "list", "--name-only").split())
     ran = ran_stages(output)
-    assert sorted(ran) == sorted(listed) and len(listed) == 34
+    assert sorted(ran) == sorted(listed) and len(listed) == 45
     order = {name: i for i, name in enumerate(ran)}
     for before, after in [
         ("calibrate@dbpedia-generative-4-class_conditional", "noise_quantized@dbpedia-generative-4-class_conditional-uniform_substitution"),
@@ -63,6 +64,11 @@ def test_every_stage_runs_once_in_dependency_order(tiny: tuple[DvcProject, str])
         ("noise_train_noise_quantized@dbpedia-4", "figure16"),
         ("noise_quantized@dbpedia-generative-4-class_conditional-uniform_substitution", "noise_report"),
         ("calibrate@dbpedia-discriminative-4-class_conditional", "summary"),
+        ("calibrate@dbpedia-generative-4-class_unconditional", "ks_analysis@dbpedia-generative"),
+        ("noisy_test@dbpedia-uniform_substitution", "token_losses@dbpedia"),
+        ("ks_analysis@dbpedia-discriminative", "analysis_report"),
+        ("per_class@dbpedia-generative", "analysis_report"),
+        ("token_losses@dbpedia", "findings"),
     ]:
         assert order[before] < order[after], (before, after)
 
@@ -85,6 +91,57 @@ def test_outputs_of_both_trees_exist(tiny: tuple[DvcProject, str]) -> None:
     with open(root / "plots/noise/figure16/figure16_dbpedia.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["bit_width"] for r in rows] == ["4"] and float(rows[0]["noise_trained"]) == cell["accuracy@0.1"]
+
+
+def test_analysis_and_findings_outputs(tiny: tuple[DvcProject, str]) -> None:
+    """Section 6's stages on the tiny profile: every KS comparison with its p-value and sample sizes, the
+    bootstrapped KS gaps, Figure 15's densities and shifts, the per-class tables, every figure, and a findings
+    report with a computed verdict for each claim the tiny grid can judge."""
+    project, _ = tiny
+    root = project.root
+    for model_type in ("discriminative", "generative"):
+        with open(root / f"metrics/analysis/dbpedia/{model_type}/ks.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert {(r["figure"], r["layer"], r["scheme"]) for r in rows} == {
+            ("12", "final_layer_weights", "none"),
+            ("12", "final_layer_weights", "class_conditional"),
+            ("12", "final_layer_weights", "class_unconditional"),
+            ("13", "embedding", "class_unconditional"),
+            ("13", "lstm", "class_unconditional"),
+            ("14", "final_layer_outputs", "class_conditional"),
+            ("14", "final_layer_outputs", "class_unconditional"),
+        }
+        for r in rows:
+            assert 0.0 <= float(r["ks_statistic"]) <= 1.0 and 0.0 <= float(r["p_value"]) <= 1.0
+            assert 0 < int(r["n_a"]) <= 5000 and int(r["n_a"]) <= int(r["n_a_total"])
+        with open(root / f"metrics/analysis/dbpedia/{model_type}/ks_gaps.csv", newline="") as handle:
+            gaps = list(csv.DictReader(handle))
+        assert sorted(g["figure"] for g in gaps) == ["12", "13", "14"]
+        assert all(float(g["low"]) <= float(g["difference"]) <= float(g["high"]) for g in gaps)
+        with open(root / f"metrics/analysis/dbpedia/{model_type}/per_class.csv", newline="") as handle:
+            per_class = list(csv.DictReader(handle))
+        assert len(per_class) == 2 * 14  # two schemes x the 14 DBPedia classes
+    losses = json.loads((root / "metrics/analysis/dbpedia/generative/token_losses.json").read_text())
+    assert set(losses["conditions"]) == {"float", "class_conditional", "class_unconditional", "class_conditional, uniform_substitution 0.1"}
+    assert set(losses["shifts"]) == {
+        "class_conditional - float",
+        "class_unconditional - float",
+        "class_unconditional - class_conditional",
+        "class_conditional, uniform_substitution 0.1 - class_conditional (document means)",
+    }
+    for name in ("figure12", "figure13", "figure14", "figure15", "per_class"):
+        assert (root / f"plots/analysis/{name}.png").stat().st_size > 0, name
+    with open(root / "plots/analysis/figure15_dbpedia_loss.csv", newline="") as handle:
+        assert next(csv.reader(handle)) == ["x", "float", "class_conditional", "class_unconditional", "class_conditional, uniform_substitution 0.1"]
+    report = (root / "reports/findings.md").read_text()
+    with open(root / "reports/findings.csv", newline="") as handle:
+        judged = list(csv.DictReader(handle))
+    assert {r["claim"] for r in judged} == {"C1", "C2", "C3", "C4", "C5", "C7", "C9", "C10", "C11", "C12"}
+    assert {r["verdict"] for r in judged} <= {"reproduced", "contradicted", "inconclusive"}
+    for key in ("C1", "C6", "C8", "C13", "C15"):
+        assert f"### {key} " in report
+    assert "Not in this grid: the claim needs class_conditional and classes_1" in report  # C6 on a two-scheme grid
+    assert "![C7](../plots/analysis/figure12.png)" in report
 
 
 def test_second_repro_runs_nothing_and_plots_render(tiny: tuple[DvcProject, str], tmp_path: Path) -> None:
@@ -138,9 +195,9 @@ UPSTREAM = {"download", "tokenize", "train", "evaluate", "noisy_test", "noise_fl
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("quantization.cell_state_bit_width", 16, {"quantize", "activation_ranges", "calibrate", "noise_quantized"}),
-        ("quantization.gate_bit_width", 8, {"quantize", "activation_ranges", "calibrate", "noise_quantized"}),
-        ("calibration.decoder_feeding", "true_label", {"calibration_sets", "activation_ranges", "calibrate"}),
+        ("quantization.cell_state_bit_width", 16, {"quantize", "activation_ranges", "calibrate", "noise_quantized", "ks_analysis", "token_losses", "findings"}),
+        ("quantization.gate_bit_width", 8, {"quantize", "activation_ranges", "calibrate", "noise_quantized", "ks_analysis", "token_losses", "findings"}),
+        ("calibration.decoder_feeding", "true_label", {"calibration_sets", "activation_ranges", "calibrate", "findings"}),
     ],
 )
 def test_lstm_precision_and_decoder_feeding_are_tracked_settings(tiny: tuple[DvcProject, str], key: str, value: object, expected: set[str]) -> None:
@@ -196,7 +253,7 @@ def test_a_new_calibration_scheme_is_one_registry_entry_and_a_params_edit(tiny: 
     series, with nothing else edited (the tiny project, after the experiment above)."""
     project, _ = tiny
     params = project.params()
-    params["grid"]["calibration_schemes"] = ["class_conditional", "first_rows"]
+    params["grid"]["calibration_schemes"] = ["class_conditional", "class_unconditional", "first_rows"]
     project.set_params(params)
     with open(project.root / "src/lstm_ptq/calibration.py", "a", encoding="utf-8") as handle:
         handle.write(NEW_SCHEME)
@@ -207,6 +264,6 @@ def test_a_new_calibration_scheme_is_one_registry_entry_and_a_params_edit(tiny: 
     assert cell["calibration_scheme"] == "first_rows" and 0.0 <= cell["accuracy"] <= 1.0
     with open(project.root / "metrics/ptq_grid.csv", newline="") as handle:
         schemes = {row["calibration_scheme"] for row in csv.DictReader(handle)}
-    assert schemes == {"class_conditional", "first_rows"}
+    assert schemes == {"class_conditional", "class_unconditional", "first_rows"}
     with open(project.root / "plots/ptq/figure11_dbpedia_generative.csv", newline="") as handle:
         assert "first_rows" in next(csv.reader(handle))

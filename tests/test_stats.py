@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from lstm_ptq import stats as S
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.stats import (
     VERDICT_RULE,
@@ -242,3 +243,79 @@ def test_verdict_rule_names_its_outcomes_and_bad_arguments_are_errors():
         verdict(interval, NAN, 1)
     with pytest.raises(ParamError, match="alpha"):
         verdict(interval, 0.01, 1, alpha=5)
+
+
+# --- bootstrap_mean ------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_mean_of_per_document_differences_matches_the_accuracy_difference() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random(2000) < 0.80
+    b = rng.random(2000) < 0.75
+    test = S.bootstrap_mean(a.astype(float) - b.astype(float), n_resamples=2000, confidence=0.95, seed=1)
+    assert test.estimate.mean == pytest.approx(a.mean() - b.mean())
+    reference = S.paired_bootstrap_accuracy_difference(a, b, n_resamples=2000, confidence=0.95, seed=1)
+    assert test.estimate.low == pytest.approx(reference.low, abs=0.006) and test.estimate.high == pytest.approx(reference.high, abs=0.006)
+    assert test.estimate.low < test.estimate.mean < test.estimate.high
+    assert test.p_value < 0.01  # a 5-point difference on 2,000 documents
+
+
+def test_bootstrap_mean_p_value_is_large_without_a_difference_and_never_zero() -> None:
+    rng = np.random.default_rng(3)
+    null = S.bootstrap_mean(rng.normal(0.0, 1.0, 500), n_resamples=999, confidence=0.95, seed=0)
+    assert null.p_value > 0.05 and null.estimate.low < 0.0 < null.estimate.high
+    strong = S.bootstrap_mean(rng.normal(5.0, 1.0, 500), n_resamples=999, confidence=0.95, seed=0)
+    assert strong.p_value == pytest.approx(2 / 1000)  # every resample above zero: 2 (1 + 0) / (1 + 999)
+
+
+def test_bootstrap_mean_of_identical_units_is_a_point_interval() -> None:
+    zero = S.bootstrap_mean(np.zeros(10), n_resamples=99, confidence=0.95, seed=0)
+    assert (zero.estimate.low, zero.estimate.high, zero.p_value) == (0.0, 0.0, 1.0)
+    one = S.bootstrap_mean(np.ones(10), n_resamples=99, confidence=0.95, seed=0)
+    assert (one.estimate.low, one.estimate.high, one.p_value) == (1.0, 1.0, 0.02)
+
+
+def test_cluster_bootstrap_is_wider_than_treating_correlated_values_as_independent() -> None:
+    """Tokens of one document share its shift: resampling documents, not tokens, gives the honest interval."""
+    rng = np.random.default_rng(5)
+    shifts = rng.normal(0.0, 1.0, 100)
+    groups = np.repeat(np.arange(100), 50)
+    values = shifts[groups] + rng.normal(0.0, 0.1, groups.size)
+    clustered = S.bootstrap_mean(values, groups=groups, n_resamples=999, confidence=0.95, seed=0)
+    flat = S.bootstrap_mean(values, n_resamples=999, confidence=0.95, seed=0)
+    assert clustered.estimate.mean == pytest.approx(flat.estimate.mean)
+    width = lambda t: t.estimate.high - t.estimate.low  # noqa: E731
+    assert width(clustered) > 4 * width(flat)
+    assert clustered.estimate.n == 100 and flat.estimate.n == 5000
+
+
+def test_bootstrap_mean_refuses_mismatched_groups_and_bad_settings() -> None:
+    with pytest.raises(DataError, match="groups: 3 group ids for 4 values"):
+        S.bootstrap_mean(np.zeros(4), groups=[0, 0, 1], n_resamples=9, confidence=0.95, seed=0)
+    with pytest.raises(ParamError, match="n_resamples"):
+        S.bootstrap_mean(np.zeros(4), n_resamples=0, confidence=0.95, seed=0)
+
+
+# --- ks_difference -------------------------------------------------------------------------------------------
+
+
+def test_ks_difference_of_paired_shifts_finds_the_larger_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 1.0, 3000)
+    small, large = reference + 0.1, reference + 0.5  # the same elements, shifted: KS = Phi-difference of each shift
+    test = S.ks_difference((large, reference), (small, reference), paired=True, max_samples=None, n_resamples=200, confidence=0.95, seed=1)
+    expected = stats.ks_2samp(large, reference).statistic - stats.ks_2samp(small, reference).statistic
+    assert test.estimate.mean == pytest.approx(expected) and test.estimate.low > 0.1 and test.p_value < 0.02
+    same = S.ks_difference((small, reference), (small, reference), paired=True, max_samples=None, n_resamples=50, confidence=0.95, seed=1)
+    assert same.estimate.mean == 0.0 and same.p_value == 1.0
+
+
+def test_ks_difference_unpaired_and_subsampled() -> None:
+    rng = np.random.default_rng(2)
+    first = (rng.normal(0.3, 1.0, 5000), rng.normal(0.0, 1.0, 4000))
+    second = (rng.normal(0.0, 1.0, 3000), rng.normal(0.0, 1.0, 2000))
+    test = S.ks_difference(first, second, paired=False, max_samples=1000, n_resamples=200, confidence=0.95, seed=0)
+    assert test.estimate.n == 1000 and test.estimate.low < test.estimate.mean < test.estimate.high
+    assert test.estimate.mean > 0.0
+    with pytest.raises(DataError, match="one length"):
+        S.ks_difference(first, second, paired=True, max_samples=None, n_resamples=10, confidence=0.95, seed=0)

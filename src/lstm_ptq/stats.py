@@ -227,6 +227,100 @@ def paired_bootstrap_accuracy_difference(correct_a, correct_b, *, n_resamples: i
     return Interval(float(_mean_difference(a, b)), float(ci.low), float(ci.high), a.size, confidence)
 
 
+@dataclass(frozen=True)
+class BootstrapTest:
+    """A mean difference with its bootstrap percentile interval and the two-sided bootstrap p-value of
+    "the mean is zero": twice the smaller share of resampled means on either side of zero, each share
+    counted as (1 + k) / (1 + resamples) so that no p-value is 0."""
+
+    estimate: Interval
+    p_value: float
+    resamples: int
+
+
+def _sum_ratio(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    return sums.sum(axis=axis) / counts.sum(axis=axis)
+
+
+def bootstrap_mean(values, *, groups=None, n_resamples: int, confidence: float, seed: int) -> BootstrapTest:
+    """The mean of per-unit ``values`` (e.g. per-document differences in correctness between two models on the
+    same documents) with a bootstrap interval and p-value (``scipy.stats.bootstrap``, percentile method).
+
+    With ``groups`` (one id per value, e.g. the document of each token) whole groups are resampled, the
+    cluster bootstrap: values of one document are not independent, so resampling them one by one would
+    understate the uncertainty. The statistic is then the mean over all values of the resampled groups.
+    """
+    _check_confidence(confidence)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+    x = _sample(values, "values")
+    if groups is None:
+        sums, counts = x, np.ones_like(x)
+    else:
+        ids = np.asarray(groups).ravel()
+        if ids.size != x.size:
+            raise DataError(f"groups: {ids.size} group ids for {x.size} values")
+        _, index = np.unique(ids, return_inverse=True)
+        sums, counts = np.bincount(index, weights=x), np.bincount(index).astype(np.float64)
+    estimate = float(_sum_ratio(sums, counts))
+    if np.ptp(sums / counts) == 0.0:  # every group has the same mean (one group included): so has every resample
+        p_value = 1.0 if estimate == 0.0 else min(1.0, 2.0 / (n_resamples + 1))
+        return BootstrapTest(Interval(estimate, estimate, estimate, sums.size, confidence), p_value, n_resamples)
+    result = stats.bootstrap(
+        (sums, counts),
+        _sum_ratio,
+        n_resamples=n_resamples,
+        batch=max(1, 4_000_000 // sums.size),
+        vectorized=True,
+        paired=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    means = result.bootstrap_distribution
+    below = (1 + int(np.count_nonzero(means <= 0.0))) / (means.size + 1)
+    above = (1 + int(np.count_nonzero(means >= 0.0))) / (means.size + 1)
+    ci = result.confidence_interval
+    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), sums.size, confidence), min(1.0, 2.0 * min(below, above)), means.size)
+
+
+def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_resamples: int, confidence: float, seed: int) -> BootstrapTest:
+    """KS(first) - KS(second) for two pairs of samples, ``first = (a1, b1)`` and ``second = (a2, b2)``, with a
+    bootstrap interval and p-value (``scipy.stats.bootstrap`` over ``scipy.stats.ks_2samp`` statistics).
+
+    ``paired``: the four samples are aligned element by element (the same weights of three models, or the
+    same (position, unit) outputs), so elements are resampled jointly; otherwise each sample is resampled
+    on its own. Samples above ``max_samples`` are first subsampled (jointly when paired), seeded.
+    """
+    _check_confidence(confidence)
+    _check_max_samples(max_samples)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+    samples = [_sample(x, name) for x, name in zip((*first, *second), ("a1", "b1", "a2", "b2"))]
+    rng = np.random.default_rng(seed)
+    if paired:
+        if len({x.size for x in samples}) != 1:
+            raise DataError(f"paired samples must have one length, got {[x.size for x in samples]}")
+        if max_samples is not None and samples[0].size > max_samples:
+            keep = rng.choice(samples[0].size, size=max_samples, replace=False)
+            samples = [x[keep] for x in samples]
+    else:
+        samples = [_subsample(x, max_samples, rng) for x in samples]
+
+    def difference(a1: np.ndarray, b1: np.ndarray, a2: np.ndarray, b2: np.ndarray) -> float:
+        return float(stats.ks_2samp(a1, b1).statistic - stats.ks_2samp(a2, b2).statistic)
+
+    estimate = difference(*samples)
+    result = stats.bootstrap(
+        samples, difference, n_resamples=n_resamples, vectorized=False, paired=paired, confidence_level=confidence, method="percentile", rng=rng
+    )
+    values = result.bootstrap_distribution
+    below = (1 + int(np.count_nonzero(values <= 0.0))) / (values.size + 1)
+    above = (1 + int(np.count_nonzero(values >= 0.0))) / (values.size + 1)
+    ci = result.confidence_interval
+    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), samples[0].size, confidence), min(1.0, 2.0 * min(below, above)), values.size)
+
+
 def combine_p_values(p_values: Sequence[float], method: CombineMethod = "fisher") -> CombinedTest:
     """Independent p-values (e.g. one paired test per seed) combined by ``scipy.stats.combine_pvalues``."""
     if method not in get_args(CombineMethod):

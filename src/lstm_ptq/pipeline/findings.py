@@ -1,0 +1,495 @@
+"""Stage ``findings``: reports/findings.md and reports/findings.csv, every claim of the paper judged on this
+pipeline's outputs (:mod:`lstm_ptq.findings` says how). Nothing in the report is typed by hand: the claims'
+wording is the catalogue below, every number and verdict is computed here from the stage outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..artifacts import atomic_write_text, read_json, write_frame
+from ..evaluation import load_test_scores
+from ..findings import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    LOW_BIT_WIDTHS,
+    MODERATE_DROP,
+    OVERALL_RULE,
+    SMALL_DROP,
+    Judgement,
+    accuracy_difference,
+    drop_below,
+    drop_difference,
+    interval_ordering,
+    overall,
+    precomputed,
+)
+from ..paths import ProjectPaths
+from ..preprocess import load_split
+from ..stats import VERDICT_RULE, Interval
+from .analysis_report import ks_gaps_table
+
+CC, UC, ONE_CLASS = "class_conditional", "class_unconditional", "classes_1"
+
+
+@dataclass
+class Context:
+    """What one dataset's judgements read: per-document correctness of any model, the analysis tables."""
+
+    paths: ProjectPaths
+    dataset: str
+    bit_widths: tuple[int, ...]
+    schemes: tuple[str, ...]
+    seed: int
+    labels: np.ndarray = field(init=False)
+    classes: list[str] = field(init=False)
+    _cache: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = load_split(self.paths.tokenized(self.dataset), "test").labels
+        self.classes = read_json(self.paths.tokenized(self.dataset) / "classes.json")
+
+    def correct(self, model_type: str, bit_width: int | None = None, scheme: str | None = None) -> np.ndarray:
+        """Per-document correctness on the test split: the float model, or a calibrated cell."""
+        key = (model_type, str(bit_width), str(scheme))
+        if key not in self._cache:
+            if bit_width is None:
+                path = self.paths.float_test_scores(self.dataset, model_type)
+            else:
+                path = self.paths.calibrated_test_scores(self.dataset, model_type, bit_width, scheme)
+            self._cache[key] = load_test_scores(path, len(self.labels), len(self.classes))["predictions"] == self.labels
+        return self._cache[key]
+
+    def has(self, *schemes: str) -> bool:
+        return all(s in self.schemes for s in schemes)
+
+    def low_bits(self) -> list[int]:
+        return [b for b in self.bit_widths if b in LOW_BIT_WIDTHS]
+
+    def ks_gaps(self, model_type: str) -> pd.DataFrame:
+        return pd.read_csv(ks_gaps_table(self.paths, self.dataset, model_type))
+
+    def ks(self, model_type: str) -> pd.DataFrame:
+        return pd.read_csv(self.paths.ks_table(self.dataset, model_type))
+
+    def token_losses(self) -> dict[str, Any]:
+        return read_json(self.paths.token_loss_summary(self.dataset))
+
+
+def _pct(x: np.ndarray) -> str:
+    return f"{100 * float(np.mean(x)):.2f}%"
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    section: str
+    text: str  # the paper's claim, paraphrased with its section
+    reading: str  # how this report turns it into comparisons
+    judge: Callable[[Context], list[Judgement]] | None  # None: not judged yet (``missing`` says why)
+    figures: tuple[str, ...] = ()
+    several: bool = False  # judged by OVERALL_RULE's "several bit widths" form
+    needs: str = ""  # what the claim needs that the grid may not have (shown when it yields no judgement)
+    schemes: tuple[str, ...] = ()  # calibration schemes its comparisons read
+
+
+def _c1(ctx: Context) -> list[Judgement]:
+    d, g = ctx.correct("discriminative"), ctx.correct("generative")
+    return [accuracy_difference("C1", ctx.dataset, "float", f"acc(discriminative) - acc(generative) ({_pct(d)} vs {_pct(g)})", d, g, ctx.seed)]
+
+
+def _c2(ctx: Context) -> list[Judgement]:
+    out = []
+    for b in ctx.low_bits():
+        gen = (ctx.correct("generative"), ctx.correct("generative", b, UC))
+        dis = (ctx.correct("discriminative"), ctx.correct("discriminative", b, UC))
+        quantity = f"drop(generative) - drop(discriminative), class-unconditional ({_pct(gen[0])} -> {_pct(gen[1])} vs {_pct(dis[0])} -> {_pct(dis[1])})"
+        out.append(drop_difference("C2", ctx.dataset, f"{b}-bit", quantity, gen, dis, ctx.seed))
+    return out
+
+
+def _c3(ctx: Context) -> list[Judgement]:
+    out = []
+    for b in ctx.bit_widths:
+        margin = SMALL_DROP if b >= 4 else MODERATE_DROP
+        before, after = ctx.correct("generative"), ctx.correct("generative", b, CC)
+        quantity = f"{100 * margin:g} points - drop(generative, class-conditional) ({_pct(before)} -> {_pct(after)})"
+        out.append(drop_below("C3", ctx.dataset, f"{b}-bit", quantity, before, after, margin, ctx.seed))
+    return out
+
+
+def _c4(ctx: Context) -> list[Judgement]:
+    out = []
+    for b in ctx.low_bits():
+        cc, uc = ctx.correct("generative", b, CC), ctx.correct("generative", b, UC)
+        out.append(
+            accuracy_difference("C4", ctx.dataset, f"{b}-bit", f"acc(generative, CC) - acc(generative, UC) ({_pct(cc)} vs {_pct(uc)})", cc, uc, ctx.seed)
+        )
+    return out
+
+
+def _c5(ctx: Context) -> list[Judgement]:
+    out = []
+    for b in ctx.bit_widths:
+        g, d = ctx.correct("generative", b, CC), ctx.correct("discriminative", b, CC)
+        out.append(accuracy_difference("C5", ctx.dataset, f"{b}-bit", f"acc(generative) - acc(discriminative), CC ({_pct(g)} vs {_pct(d)})", g, d, ctx.seed))
+    return out
+
+
+def _c6(ctx: Context) -> list[Judgement]:
+    out = []
+    for b in ctx.low_bits():
+        gen = (ctx.correct("generative", b, CC), ctx.correct("generative", b, ONE_CLASS))
+        dis = (ctx.correct("discriminative", b, CC), ctx.correct("discriminative", b, ONE_CLASS))
+        quantity = f"loss CC -> one class: generative ({_pct(gen[0])} -> {_pct(gen[1])}) - discriminative ({_pct(dis[0])} -> {_pct(dis[1])})"
+        out.append(drop_difference("C6", ctx.dataset, f"{b}-bit", quantity, gen, dis, ctx.seed))
+    return out
+
+
+def _gap(ctx: Context, model_type: str, figure: int, first: str, second: str) -> dict[int, dict[str, Any]]:
+    gaps = ctx.ks_gaps(model_type)
+    rows = gaps.loc[(gaps["figure"] == figure) & (gaps["first"] == first) & (gaps["second"] == second)]
+    return {int(r["bit_width"]): r.to_dict() for _, r in rows.iterrows()}
+
+
+def _ks_value(ctx: Context, model_type: str, figure: int, layer: str, bit_width: int, scheme: str) -> float:
+    ks = ctx.ks(model_type)
+    row = ks.loc[(ks["figure"] == figure) & (ks["layer"] == layer) & (ks["bit_width"] == bit_width) & (ks["scheme"] == scheme)]
+    return float(row["ks_statistic"].iloc[0])
+
+
+GAP_TEST = "bootstrap of the KS difference (ks_analysis)"
+
+
+def _c7(ctx: Context) -> list[Judgement]:
+    out = []
+    for b, row in _gap(ctx, "generative", 12, f"{UC} vs float", f"{CC} vs float").items():
+        quantity = f"KS(UC weights, float) - KS(CC weights, float) ({_ks_value(ctx, 'generative', 12, 'final_layer_weights', b, UC):.3f} vs {_ks_value(ctx, 'generative', 12, 'final_layer_weights', b, CC):.3f})"
+        out.append(precomputed("C7", ctx.dataset, f"{b}-bit", quantity, row, GAP_TEST))
+    return out
+
+
+def _c8(ctx: Context) -> list[Judgement]:
+    gaps = _gap(ctx, "generative", 12, f"{UC} vs float", f"{CC} vs float")
+    high = [b for b in gaps if b >= 6]
+    low = [b for b in gaps if b <= 4]
+    if not high or not low:
+        return []
+    hb, lb = max(high), min(low)
+
+    def interval(row: dict[str, Any]) -> Interval:
+        return Interval(float(row["difference"]), float(row["low"]), float(row["high"]), int(row["n"]), 0.95)
+
+    quantity = f"KS gap (UC - CC) at {hb}-bit ({gaps[hb]['difference']:.3f}) - at {lb}-bit ({gaps[lb]['difference']:.3f})"
+    return [interval_ordering("C8", ctx.dataset, f"{hb} vs {lb}-bit", quantity, interval(gaps[hb]), interval(gaps[lb]))]
+
+
+def _c9(ctx: Context) -> list[Judgement]:
+    out = []
+    against = f"{UC} vs {CC}"
+    for b, row in _gap(ctx, "generative", 13, f"embedding: {against}", f"lstm: {against}").items():
+        e = _ks_value(ctx, "generative", 13, "embedding", b, UC)
+        lstm = _ks_value(ctx, "generative", 13, "lstm", b, UC)
+        out.append(
+            precomputed("C9", ctx.dataset, f"{b}-bit", f"KS(embedding) - KS(LSTM), UC vs CC sets ({e:.3f} vs {lstm:.3f}; paper ~0.19 vs ~0.03)", row, GAP_TEST)
+        )
+    return out
+
+
+def _c10(ctx: Context) -> list[Judgement]:
+    out = []
+    for b, row in _gap(ctx, "generative", 14, f"{CC} vs float", f"{UC} vs float").items():
+        if b not in LOW_BIT_WIDTHS:
+            continue
+        cc = _ks_value(ctx, "generative", 14, "final_layer_outputs", b, CC)
+        uc = _ks_value(ctx, "generative", 14, "final_layer_outputs", b, UC)
+        out.append(precomputed("C10", ctx.dataset, f"{b}-bit", f"KS(CC outputs, float) - KS(UC outputs, float) ({cc:.3f} vs {uc:.3f})", row, GAP_TEST))
+    return out
+
+
+LOSS_TEST = "document bootstrap of the mean token-loss shift (token_losses)"
+
+
+def _c11(ctx: Context) -> list[Judgement]:
+    losses = ctx.token_losses()
+    shifts, b = losses["shifts"], losses["bit_width"]
+    out = []
+    for against in ("float", CC):
+        key = f"{UC} - {against}"
+        if key in shifts:
+            out.append(precomputed("C11", ctx.dataset, f"{b}-bit, vs {against}", f"mean token loss (nats), 3-bit UC - {against}", shifts[key], LOSS_TEST))
+    return out
+
+
+def _c12(ctx: Context) -> list[Judgement]:
+    losses = ctx.token_losses()
+    key = next((k for k in losses["shifts"] if k.startswith(f"{CC}, ")), None)
+    if key is None:
+        return []
+    setting = f"{losses['bit_width']}-bit, {losses['noise_model']} {losses['noise_level']:g}"
+    return [precomputed("C12", ctx.dataset, setting, "mean token loss per document (nats), noisy - clean input, CC model", losses["shifts"][key], LOSS_TEST)]
+
+
+NOT_STORED = "the noise stages store accuracies per level, not per-document predictions, so no paired test can be made yet"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "C1",
+        "5.2",
+        "The full-precision discriminative classifier slightly outperforms the generative one on both datasets (Table 1).",
+        "acc(discriminative) - acc(generative) > 0 on the test split.",
+        _c1,
+        ("../metrics/table1.md",),
+    ),
+    Claim(
+        "C2",
+        "5.3",
+        "Under class-unconditional calibration the generative classifier is much more sensitive to bit width: it deteriorates rapidly at 5 bits and lower, while the discriminative one stays largely stable.",
+        "At each bit width of 5 and lower: the generative model's accuracy drop from float exceeds the discriminative model's (difference of drops > 0).",
+        _c2,
+        ("../plots/ptq/figure6.png",),
+        needs=f"{UC} calibration and a bit width of 5 or lower",
+        schemes=(UC,),
+    ),
+    Claim(
+        "C3",
+        "5.4",
+        "With class-conditional calibration the generative classifier stays stable down to 4 bits and degrades only moderately at 3 bits (a drop under 4%).",
+        f"Drop from float under {100 * SMALL_DROP:g} point at 4 bits and above (our reading of 'stable') and under {100 * MODERATE_DROP:g} points at 3 bits (the paper's number): margin - drop > 0.",
+        _c3,
+        ("../plots/ptq/figure7.png", "../plots/ptq/figure8.png"),
+        needs=f"{CC} calibration",
+        schemes=(CC,),
+    ),
+    Claim(
+        "C4",
+        "5.4, 7",
+        "Class-conditional calibration substantially improves the quantized generative classifier over class-unconditional calibration (at 3 bits: a drop under 4% vs over 7-8%).",
+        "At each bit width of 5 and lower: acc(generative, class-conditional) - acc(generative, class-unconditional) > 0 on the same documents.",
+        _c4,
+        ("../plots/ptq/figure11.png",),
+        needs=f"{CC} and {UC} calibration",
+        schemes=(CC, UC),
+    ),
+    Claim(
+        "C5",
+        "5.4",
+        "With class-conditional calibration the generative classifier outperforms the discriminative one at several bit widths on both datasets.",
+        "At each bit width: acc(generative) - acc(discriminative) > 0, both class-conditionally calibrated; the claim holds when at least two bit widths do.",
+        _c5,
+        ("../plots/ptq/figure7.png",),
+        several=True,
+        needs=f"{CC} calibration",
+        schemes=(CC,),
+    ),
+    Claim(
+        "C6",
+        "6.1",
+        "The generative classifier is highly sensitive to class coverage of the calibration set: with fewer classes (worst with one) it degrades far more than the discriminative one, increasingly below 5 bits.",
+        "At each bit width of 5 and lower: the accuracy lost going from class-conditional to one-class calibration is larger for the generative model (difference of losses > 0).",
+        _c6,
+        ("../plots/ptq/figure11.png",),
+        needs=f"{CC} and {ONE_CLASS} calibration and a bit width of 5 or lower",
+        schemes=(CC, ONE_CLASS),
+    ),
+    Claim(
+        "C7",
+        "6.1.1",
+        "The generative model's final-layer weights move further from the float weights (KS) under class-unconditional than under class-conditional calibration, at every bit width.",
+        "At each bit width: KS(UC weights vs float) - KS(CC weights vs float) > 0.",
+        _c7,
+        ("../plots/analysis/figure12.png",),
+        needs=f"analysis.schemes [{CC}, {UC}]",
+    ),
+    Claim(
+        "C8",
+        "6.1.1",
+        "That KS gap narrows at low bit widths (3-4 bits) compared with 6 bits and above.",
+        "The UC - CC weight-KS gap at the highest bit width of 6 or more exceeds the gap at the lowest bit width of 4 or less.",
+        _c8,
+        ("../plots/analysis/figure12.png",),
+        needs="bit widths both >= 6 and <= 4",
+    ),
+    Claim(
+        "C9",
+        "6.1.2",
+        "Fed the class-conditional vs the class-unconditional calibration set, the pre-calibration generative model's embedding activations differ more (KS about 0.19) than its LSTM activations (about 0.03), at every bit width.",
+        "At each bit width: KS(embedding, UC set vs CC set) - KS(LSTM, UC set vs CC set) > 0.",
+        _c9,
+        ("../plots/analysis/figure13.png",),
+        needs=f"analysis.schemes [{CC}, {UC}]",
+    ),
+    Claim(
+        "C10",
+        "6.1.2",
+        "At 3-5 bits the class-conditionally calibrated generative model shows larger final-layer activation shifts from the float model than the class-unconditional one.",
+        "At each bit width of 5 and lower: KS(CC outputs vs float) - KS(UC outputs vs float) > 0 on the common test documents.",
+        _c10,
+        ("../plots/analysis/figure14.png",),
+        needs=f"analysis.schemes [{CC}, {UC}] and a bit width of 5 or lower",
+    ),
+    Claim(
+        "C11",
+        "6.1.3",
+        "At 3 bits the class-unconditionally calibrated generative model's token-level losses shift right, against the float and the class-conditional model.",
+        "Mean per-token loss difference (same tokens) > 0, documents resampled whole.",
+        _c11,
+        ("../plots/analysis/figure15.png",),
+        needs=f"analysis.schemes [{CC}, {UC}]",
+    ),
+    Claim(
+        "C12",
+        "6.1.3",
+        "Noisy input shifts the 3-bit class-conditional model's token losses right as well.",
+        "Mean over documents of (mean token loss on the noisy text - on the clean text) > 0 for the same model.",
+        _c12,
+        ("../plots/analysis/figure15.png",),
+    ),
+    Claim(
+        "C13",
+        "5.5",
+        "The full-precision generative classifier is more robust to character noise than the discriminative one (slower decline beyond 0.02).",
+        "Not judged yet: " + NOT_STORED + ".",
+        None,
+        ("../plots/noise/figures/figure9_uniform_substitution.png",),
+    ),
+    Claim(
+        "C14",
+        "5.5, 7",
+        "After quantization the generative model's noise advantage shrinks, most at 4 and 3 bits, where it declines sharply for noise of 0.04 and more.",
+        "Not judged yet: " + NOT_STORED + ".",
+        None,
+        ("../plots/noise/figures/figure10_class_conditional_uniform_substitution.png",),
+    ),
+    Claim(
+        "C15",
+        "7",
+        "A generative model trained with noise is more robust on noisy input at low bit widths than the clean-trained one (Figure 16).",
+        "Not judged yet: " + NOT_STORED + ".",
+        None,
+        ("../plots/noise/figure16/figure16.png",),
+    ),
+)
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+def findings_stage(root: Path, datasets: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str], seed: int, settings: dict[str, Any]) -> pd.DataFrame:
+    """Judge every claim on every dataset; write reports/findings.md and reports/findings.csv."""
+    paths = ProjectPaths(root)
+    contexts = {d: Context(paths, d, tuple(bit_widths), tuple(schemes), seed) for d in datasets}
+    judgements: dict[tuple[str, str], list[Judgement]] = {}
+    for claim in CLAIMS:
+        for dataset, ctx in contexts.items():
+            judgements[(claim.key, dataset)] = [] if claim.judge is None else _judge(claim, ctx)
+    table = pd.DataFrame(
+        [
+            {
+                "claim": j.claim,
+                "dataset": j.dataset,
+                "setting": j.setting,
+                "quantity": j.quantity,
+                "estimate": j.estimate.mean,
+                "low": j.estimate.low,
+                "high": j.estimate.high,
+                "unit": "fraction" if j.unit == "points" else "raw",
+                "test": j.test,
+                "p_value": j.p_value,
+                "verdict": j.verdict,
+            }
+            for rows in judgements.values()
+            for j in rows
+        ],
+        columns=["claim", "dataset", "setting", "quantity", "estimate", "low", "high", "unit", "test", "p_value", "verdict"],
+        dtype=object,
+    )
+    reports = root / "reports"
+    write_frame(reports / "findings.csv", table)
+    atomic_write_text(reports / "findings.md", _markdown(paths, contexts, judgements, settings))
+    return table
+
+
+def _judge(claim: Claim, ctx: Context) -> list[Judgement]:
+    if not ctx.has(*claim.schemes):
+        return []
+    return claim.judge(ctx)
+
+
+def _claim_verdict(claim: Claim, rows: list[Judgement]) -> str:
+    if claim.judge is None:
+        return "not judged"
+    if not rows:
+        return "not in this grid"
+    return overall([j.verdict for j in rows], several=claim.several)
+
+
+def _markdown(paths: ProjectPaths, contexts: dict[str, Context], judgements: dict[tuple[str, str], list[Judgement]], settings: dict[str, Any]) -> str:
+    datasets = list(contexts)
+    lines = [
+        "# Findings: the paper's claims judged on this pipeline's results",
+        "",
+        "Generated by the `findings` stage (`./run dvc repro findings`) from the pipeline's outputs; do not edit. "
+        "Every number and verdict below is computed by `src/lstm_ptq/pipeline/findings.py`; the data behind each row is in `reports/findings.csv`.",
+        "",
+        "## What was run",
+        "",
+    ]
+    for dataset, ctx in contexts.items():
+        metrics = read_json(paths.evaluate_metrics(dataset, "generative"))
+        lines.append(f"- **{dataset}**: {metrics['train_rows']:,} training documents, {len(ctx.labels):,} test documents, {len(ctx.classes)} classes.")
+    lines += [
+        f"- **Seeds**: one training seed and one calibration draw (`seed: {settings['seed']}`). Intervals and p-values are over test "
+        "documents (paired tests of two models on the same documents) and do not cover training-seed variance.",
+        f"- **Bit widths**: {', '.join(map(str, settings['bit_widths']))}; **calibration schemes**: {', '.join(settings['schemes'])}.",
+        "- **The study's other axes, at the values this run used**: "
+        + "; ".join(f"`{k}`: {v}" for k, v in settings["axes"].items())
+        + ". Each is a params entry; a run with another value regenerates this report for it.",
+        "",
+        "## How a verdict is computed",
+        "",
+        f"- **Per comparison** (alpha = {ALPHA}): {VERDICT_RULE}",
+        f"- **Per claim**: {OVERALL_RULE}",
+        f"- **Tests**: a plain accuracy difference uses McNemar's exact test for its p-value; differences of accuracy drops and margins use a document "
+        f"bootstrap ({BOOTSTRAP_RESAMPLES} resamples); every interval is a 95% bootstrap percentile interval. KS and token-loss comparisons use the "
+        "bootstraps of the analysis stages (see `src/lstm_ptq/pipeline/analysis.py`).",
+        "",
+        "## Summary",
+        "",
+        "| claim | section | paper's claim | " + " | ".join(datasets) + " |",
+        "|---|---|---|" + "---|" * len(datasets),
+    ]
+    for claim in CLAIMS:
+        verdicts = [_claim_verdict(claim, judgements[(claim.key, d)]) for d in datasets]
+        lines.append(f"| {claim.key} | {claim.section} | {claim.text} | " + " | ".join(verdicts) + " |")
+    lines += ["", "## Claims", ""]
+    for claim in CLAIMS:
+        lines += [f"### {claim.key} (section {claim.section})", "", f"**Paper**: {claim.text}", "", f"**Tested as**: {claim.reading}", ""]
+        rows = [j for d in datasets for j in judgements[(claim.key, d)]]
+        if claim.judge is not None and not rows:
+            lines += [f"Not in this grid: the claim needs {claim.needs}.", ""]
+        if rows:
+            lines += ["| dataset | setting | quantity | estimate | 95% interval | test | p | verdict |", "|---|---|---|---|---|---|---|---|"]
+            for j in rows:
+                mean, interval = j.formatted()
+                unit = " pts" if j.unit == "points" else ""
+                lines.append(f"| {j.dataset} | {j.setting} | {j.quantity} | {mean}{unit} | {interval} | {j.test} | {_fmt_p(j.p_value)} | {j.verdict} |")
+            lines.append("")
+            lines.append("Per dataset: " + "; ".join(f"{d}: **{_claim_verdict(claim, judgements[(claim.key, d)])}**" for d in datasets) + ".")
+            lines.append("")
+        for figure in claim.figures:
+            if figure.endswith(".png"):
+                lines += [f"![{claim.key}]({figure})", ""]
+            else:
+                lines += [f"Source: [{figure}]({figure})", ""]
+    return "\n".join(lines) + "\n"

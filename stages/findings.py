@@ -1,0 +1,47 @@
+"""Stage ``findings``: reports/findings.md and reports/findings.csv, every claim of the paper judged on the pipeline's outputs."""
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from lstm_ptq.cli import run_stage, stage_parser
+from lstm_ptq.errors import ParamError
+from lstm_ptq.pipeline.analysis_report import grid_axis
+from lstm_ptq.pipeline.findings import findings_stage
+from lstm_ptq.settings import AnalysisSettings, CalibrationSettings, FinalLayerSettings, QuantizationSettings, TrainSettings, get_seed
+
+parser = stage_parser(__doc__)
+
+
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    model_types = grid_axis(params, "model_types")
+    if set(model_types) != {"discriminative", "generative"}:
+        raise ParamError(f"grid.model_types: {list(model_types)!r}; the findings compare both model types, so both must be in the grid")
+    quantization, calibration = QuantizationSettings.from_params(params), CalibrationSettings.from_params(params)
+    final_layer, analysis = FinalLayerSettings.from_params(params), AnalysisSettings.from_params(params)
+    epochs = {m: TrainSettings.from_params(params, m).max_epochs for m in model_types}
+    settings = {
+        "seed": get_seed(params),
+        "bit_widths": grid_axis(params, "bit_widths"),
+        "schemes": grid_axis(params, "calibration_schemes"),
+        "axes": {
+            "quantization.cell_state_bit_width": quantization.cell_state_bit_width or "same",
+            "quantization.gate_bit_width": quantization.gate_bit_width or "same",
+            "calibration.decoder_feeding": calibration.decoder_feeding,
+            "calibration.fraction": calibration.fraction,
+            "final_layer.algorithm": final_layer.algorithm,
+            "final_layer.documents": final_layer.documents,
+            "train max_epochs": ", ".join(f"{m} {e}" for m, e in epochs.items()),
+            "analysis.documents": analysis.documents,
+        },
+    }
+    return grid_axis(params, "datasets"), settings
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    datasets, values = settings
+    findings_stage(args.root, datasets, values["bit_widths"], values["schemes"], values["seed"], values)
+
+
+if __name__ == "__main__":
+    run_stage(parser, read_settings, main)

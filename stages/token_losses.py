@@ -1,0 +1,31 @@
+"""Stage ``token_losses@<dataset>``: densities of the generative model's token-level losses (Figure 15, section 6.1.3)."""
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from lstm_ptq.cli import run_stage, stage_parser
+from lstm_ptq.pipeline.analysis import token_losses_stage
+from lstm_ptq.pipeline.analysis_report import grid_axis
+from lstm_ptq.settings import AnalysisSettings, EvaluateSettings, NoiseTrainingSettings, QuantizationSettings, get_seed
+
+parser = stage_parser(__doc__, "dataset")
+
+
+def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
+    return (
+        grid_axis(params, "bit_widths"),
+        AnalysisSettings.from_params(params),
+        QuantizationSettings.from_params(params),
+        NoiseTrainingSettings.from_params(params, with_eval_level=True),
+        EvaluateSettings.from_params(params).batch_size,
+        get_seed(params),
+    )
+
+
+def main(args: argparse.Namespace, settings: Any) -> None:
+    token_losses_stage(args.dataset, *settings, args.root)
+
+
+if __name__ == "__main__":
+    run_stage(parser, read_settings, main)
