@@ -232,7 +232,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "findings",
         "stages/findings.py",
-        deps=("data/tokenized", "models/test_scores", "models/calibrated", "metrics/evaluate", "metrics/analysis"),
+        deps=("data/tokenized", "models/test_scores", "models/calibrated", "metrics/evaluate", "metrics/analysis", "metrics/ptq_grid.csv"),
         files=("reports/findings.md", "reports/findings.csv"),
     ),
     Stage("summary", "stages/summary.py", deps=("metrics/evaluate", "metrics/calibrate"), files=("metrics/summary.json",)),

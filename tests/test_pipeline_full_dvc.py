@@ -38,7 +38,7 @@ def tiny_profile(params: dict) -> dict:
     params["noise"]["levels"] = [0, 0.1]
     params["final_layer"]["documents"] = 64
     params["noise_quantized"]["test_documents"] = 200
-    params["analysis"].update({"documents": 100, "ks_sample_size": 5000, "kde_points": 64})
+    params["analysis"].update({"documents": 100, "ks_sample_size": 5000, "kde_bit_width": 4, "kde_points": 64})
     return params
 
 

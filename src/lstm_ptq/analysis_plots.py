@@ -106,10 +106,11 @@ def write_figure15(curves: Mapping[str, pd.DataFrame], summaries: Mapping[str, M
             write_frame(path, table)
             written.append(path)
             axis = axes[row][col]
+            colours = {name: f"C{i}" for i, name in enumerate(summary["conditions"])}  # one colour per condition in both panels
             for condition in table.columns[1:]:
                 stats = summary["conditions"][condition]
                 label = f"{condition} (max {stats['max_difference']:.2f})" if kind == "difference" else f"{condition} (mean {stats['mean_loss']:.2f})"
-                axis.plot(table["x"].astype(float), table[condition].astype(float), label=label)
+                axis.plot(table["x"].astype(float), table[condition].astype(float), label=label, color=colours[condition])
             axis.set_title(f"{dataset}: token-level {'loss' if kind == 'loss' else 'loss difference vs float'}, {summary['bit_width']}-bit")
             axis.set_xlabel("cross-entropy (nats)" if kind == "loss" else "loss - float loss (nats)")
             axis.set_ylabel("density")

@@ -120,7 +120,7 @@ def _c3(ctx: Context) -> list[Judgement]:
     for b in ctx.bit_widths:
         margin = SMALL_DROP if b >= 4 else MODERATE_DROP
         before, after = ctx.correct("generative"), ctx.correct("generative", b, CC)
-        quantity = f"{100 * margin:g} points - drop(generative, class-conditional) ({_pct(before)} -> {_pct(after)})"
+        quantity = f"{100 * margin:g}-point margin - drop(generative, class-conditional) ({_pct(before)} -> {_pct(after)})"
         out.append(drop_below("C3", ctx.dataset, f"{b}-bit", quantity, before, after, margin, ctx.seed))
     return out
 
@@ -492,4 +492,32 @@ def _markdown(paths: ProjectPaths, contexts: dict[str, Context], judgements: dic
                 lines += [f"![{claim.key}]({figure})", ""]
             else:
                 lines += [f"Source: [{figure}]({figure})", ""]
+    lines += _diagnostics(paths, datasets)
     return "\n".join(lines) + "\n"
+
+
+def _diagnostics(paths: ProjectPaths, datasets: Sequence[str]) -> list[str]:
+    """What explains the low-bit results (docs/quantization.md, pitfall 7), from metrics/ptq_grid.csv: the share
+    of the quantized LSTM's h_t values that are exactly zero on test documents, and whether GPFQ lowered the final
+    layer's output error, per model and bit width (class-conditional calibration)."""
+    grid = pd.read_csv(paths.ptq_grid())
+    cells = grid.loc[grid["calibration_scheme"] == CC]
+    if cells.empty:
+        return []
+    lines = [
+        "## Diagnostics",
+        "",
+        "Read with the verdicts above (class-conditional calibration; `metrics/ptq_grid.csv`): `h_t = 0` is the share of the quantized "
+        "LSTM's hidden-state values that are exactly zero on test documents. A discriminative classifier reads only the last `h_t`; a "
+        "generative one with `h_t = 0` keeps the decoder bias and label term, a class-conditional unigram model (docs/quantization.md, "
+        "pitfall 7). The last column is the final layer's output error on calibration batches before -> after GPFQ (equation 22).",
+        "",
+        "| dataset | model | bits | accuracy | `h_t = 0` | output error before -> after GPFQ |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in cells.loc[cells["dataset"].isin(datasets)].itertuples(index=False):
+        error = f"{row.final_layer_error_before_gpfq:.2e} -> {row.final_layer_error_after_gpfq:.2e}" if pd.notna(row.final_layer_error_before_gpfq) else "n/a"
+        lines.append(f"| {row.dataset} | {row.model_type} | {row.bit_width} | {100 * row.accuracy:.2f}% | {row.hidden_zero_fraction:.3f} | {error} |")
+    lowered = int((grid["final_layer_error_after_gpfq"] < grid["final_layer_error_before_gpfq"]).sum())
+    lines += ["", f"Over the whole grid GPFQ lowered the final layer's output error in {lowered} of {len(grid)} cells.", ""]
+    return lines
