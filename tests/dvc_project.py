@@ -68,6 +68,10 @@ def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
         PYTHONPATH=str(repo / "src"),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONHASHSEED=hash_seed,
+        # One thread per stage process: the tests share 2 cores with each other (pytest-xdist) and a stage
+        # with 2 threads on a busy core runs many times slower (oversubscription), not faster.
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
     )
     return env
 

@@ -34,7 +34,9 @@ def tiny_profile(params: dict) -> dict:
     )
     params["tokenize"].update({"max_vocab_size": 400, "max_length": 24})
     params["model"] = {"embedding_dim": 8, "hidden_size": 8, "num_layers": 1, "label_embedding_dim": 4}
-    params["train"].update({"max_epochs": 1, "patience": 1, "train_accuracy_rows": 100, "discriminative": {}, "generative": {"max_epochs": 1}})
+    params["train"].update(
+        {"max_epochs": 1, "patience": 1, "train_accuracy_rows": 100, "num_threads": 1, "discriminative": {}, "generative": {"max_epochs": 1}}
+    )
     params["noise"]["levels"] = [0, 0.1]
     params["final_layer"]["documents"] = 64
     params["noise_quantized"]["test_documents"] = 200
