@@ -2,8 +2,9 @@
 
     ./run python scripts/results_summary.py
 
-Reads metrics/table1.csv, metrics/ptq_grid.csv, metrics/noise_grid.csv and metrics/figure16.json, as
-written by `./run repro`; a missing file is reported and its section skipped.
+Reads metrics/table1.csv, metrics/ptq_grid.csv, metrics/noise_grid.csv, metrics/figure16.json and the
+summary table of reports/findings.md, as written by `./run repro`; a missing file is reported and its
+section skipped.
 """
 
 from __future__ import annotations
@@ -100,6 +101,17 @@ def figure16(path: Path) -> None:
         )
 
 
+def findings_summary(path: Path) -> None:
+    """The verdict table of the findings report, as the ``findings`` stage wrote it."""
+    if not exists(path):
+        return
+    text = path.read_text(encoding="utf-8")
+    start = text.index("## Summary")
+    end = text.index("\n## ", start + 1)
+    print("**Findings** (verdicts from `reports/findings.md`; numbers, intervals and tests there)\n")
+    print("\n".join(line for line in text[start:end].splitlines()[1:] if line.strip()) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=".", help="the project tree whose metrics/ are read (default: .)")
@@ -122,6 +134,7 @@ def main() -> None:
     if noise:
         noise_tables(noise)
     figure16(paths.figure16_metrics())
+    findings_summary(Path(args.root) / "reports" / "findings.md")
 
 
 if __name__ == "__main__":
