@@ -122,6 +122,19 @@ def _check_confidence(confidence: float) -> None:
         raise ParamError(f"confidence: expected a level strictly between 0 and 1, got {confidence!r}")
 
 
+def _check_resamples(n_resamples: int) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+
+
+def _bootstrap_p_value(distribution: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "zero": twice the smaller share of resampled values on either side of 0,
+    each counted as (1 + k) / (1 + resamples) (:class:`BootstrapTest`)."""
+    below = (1 + int(np.count_nonzero(distribution <= 0.0))) / (distribution.size + 1)
+    above = (1 + int(np.count_nonzero(distribution >= 0.0))) / (distribution.size + 1)
+    return min(1.0, 2.0 * min(below, above))
+
+
 def _subsample(x: np.ndarray, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
     """At most ``max_samples`` values of ``x``, drawn without replacement; ``x`` itself when it is no larger."""
     if max_samples is None or x.size <= max_samples:
@@ -208,8 +221,7 @@ def paired_bootstrap_accuracy_difference(correct_a, correct_b, *, n_resamples: i
     Resamples are evaluated in batches of ~4M document draws to bound memory on a full test split.
     """
     _check_confidence(confidence)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+    _check_resamples(n_resamples)
     a, b = _paired_correctness(correct_a, correct_b)
     a, b = a.astype(np.float64), b.astype(np.float64)
     result = stats.bootstrap(
@@ -251,8 +263,7 @@ def bootstrap_mean(values, *, groups=None, n_resamples: int, confidence: float, 
     understate the uncertainty. The statistic is then the mean over all values of the resampled groups.
     """
     _check_confidence(confidence)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+    _check_resamples(n_resamples)
     x = _sample(values, "values")
     if groups is None:
         sums, counts = x, np.ones_like(x)
@@ -278,10 +289,8 @@ def bootstrap_mean(values, *, groups=None, n_resamples: int, confidence: float, 
         rng=np.random.default_rng(seed),
     )
     means = result.bootstrap_distribution
-    below = (1 + int(np.count_nonzero(means <= 0.0))) / (means.size + 1)
-    above = (1 + int(np.count_nonzero(means >= 0.0))) / (means.size + 1)
     ci = result.confidence_interval
-    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), sums.size, confidence), min(1.0, 2.0 * min(below, above)), means.size)
+    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), sums.size, confidence), _bootstrap_p_value(means), means.size)
 
 
 def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_resamples: int, confidence: float, seed: int) -> BootstrapTest:
@@ -294,8 +303,7 @@ def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_res
     """
     _check_confidence(confidence)
     _check_max_samples(max_samples)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ParamError(f"n_resamples: expected a positive integer, got {n_resamples!r}")
+    _check_resamples(n_resamples)
     samples = [_sample(x, name) for x, name in zip((*first, *second), ("a1", "b1", "a2", "b2"))]
     rng = np.random.default_rng(seed)
     if paired:
@@ -315,10 +323,8 @@ def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_res
         samples, difference, n_resamples=n_resamples, vectorized=False, paired=paired, confidence_level=confidence, method="percentile", rng=rng
     )
     values = result.bootstrap_distribution
-    below = (1 + int(np.count_nonzero(values <= 0.0))) / (values.size + 1)
-    above = (1 + int(np.count_nonzero(values >= 0.0))) / (values.size + 1)
     ci = result.confidence_interval
-    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), samples[0].size, confidence), min(1.0, 2.0 * min(below, above)), values.size)
+    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), samples[0].size, confidence), _bootstrap_p_value(values), values.size)
 
 
 def combine_p_values(p_values: Sequence[float], method: CombineMethod = "fisher") -> CombinedTest:
