@@ -37,6 +37,7 @@ def tiny_profile(params: dict) -> dict:
     params["train"].update(
         {"max_epochs": 1, "patience": 1, "train_accuracy_rows": 100, "num_threads": 1, "discriminative": {}, "generative": {"max_epochs": 1}}
     )
+    params["runtime"]["num_threads"] = 1
     params["noise"]["levels"] = [0, 0.1]
     params["final_layer"]["documents"] = 64
     params["noise_quantized"]["test_documents"] = 200

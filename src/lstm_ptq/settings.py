@@ -70,6 +70,7 @@ SCHEMA: dict[str, Any] = {
     "noise_quantized": dict.fromkeys(("test_documents",)),
     "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
     "analysis": dict.fromkeys(("schemes", "ks_sample_size", "documents", "kde_bit_width", "kde_points")),
+    "runtime": dict.fromkeys(("num_threads", "device")),  # read by cli.run_stage for every stage, declared by none (lstm_ptq.runtime)
 }
 _WILDCARDS = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
 
@@ -448,7 +449,7 @@ class TrainSettings:
     patience: int
     grad_clip: float
     seed: int
-    num_threads: int
+    num_threads: int  # tracked, unlike runtime.num_threads: training bytes may depend on it (tests/test_runtime.py)
     bucket_batches: int  # batches per length bucket (1 = plain shuffling)
     train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
 

@@ -48,7 +48,10 @@ def train_stage(dataset: str, model_type: str, model: ModelSettings, train_setti
     }
     write_json(paths.train_metrics(dataset, model_type), metrics)
     resume.unlink(missing_ok=True)  # the finished model is the output now
-    log("train", f"{result.train_seconds:.1f} s of training, {result.tokens_per_second:,.0f} tokens/s")
+    log(
+        "train",
+        f"{result.train_seconds:.1f} s of training on {train_settings.num_threads} threads (train.num_threads), {result.tokens_per_second:,.0f} tokens/s",
+    )
     return metrics
 
 
