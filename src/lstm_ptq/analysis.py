@@ -96,8 +96,8 @@ def hidden_state_stats(model: nn.Module, batches: Iterable[Batch], percentiles: 
         hs.append(hidden[mask])
         cs.append(cells[mask])
     h_all, c_all = torch.cat(hs), torch.cat(cs)
-    h_abs = h_all.abs().flatten().numpy().astype(np.float64)
-    c_abs = c_all.abs().flatten().numpy().astype(np.float64)
+    h_abs = h_all.abs().flatten().cpu().numpy().astype(np.float64)
+    c_abs = c_all.abs().flatten().cpu().numpy().astype(np.float64)
     stats: dict[str, float] = {"positions": int(h_all.shape[0]), "zero_h_fraction": float((h_all == 0).float().mean())}
     for p in percentiles:
         key = f"{p:g}".replace(".", "_")

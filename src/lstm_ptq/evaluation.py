@@ -29,7 +29,8 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.n
 def batch_tensors(split: EncodedSplit, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = split.lengths[rows]
     width = int(lengths.max())
-    return torch.from_numpy(split.tokens[rows, :width].astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
+    # as_tensor, not from_numpy: it follows torch's default device (lstm_ptq.runtime), a copy-free view on the CPU
+    return torch.as_tensor(split.tokens[rows, :width].astype(np.int64)), torch.as_tensor(lengths.astype(np.int64))
 
 
 def float_scorer(model: torch.nn.Module) -> Scorer:
@@ -43,7 +44,7 @@ def score_split(scorer: Scorer, split: EncodedSplit, batch_size: int = 256) -> n
     """[N, C] class scores for every document, in the split's order."""
     out: np.ndarray | None = None
     for rows in length_sorted_batches(split.lengths, batch_size):
-        scores = scorer(*batch_tensors(split, rows)).float().numpy()
+        scores = scorer(*batch_tensors(split, rows)).float().cpu().numpy()
         if out is None:
             out = np.zeros((len(split), scores.shape[1]), dtype=np.float64)
         out[rows] = scores

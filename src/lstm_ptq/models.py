@@ -396,7 +396,7 @@ def load_model(config: ModelConfig, path: str | Path) -> nn.Module:
 
 
 def save_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
-    save_torch(path, {k: v.contiguous() for k, v in state.items()})
+    save_torch(path, {k: v.cpu().contiguous() for k, v in state.items()})  # a CPU file from a cuda run too
 
 
 def load_float_model(paths: ProjectPaths, dataset: str, model_type: str) -> tuple[ModelConfig, torch.nn.Module]:

@@ -58,8 +58,8 @@ def layer_activations(model: nn.Module, batches: Iterable[Batch]) -> dict[str, n
         inputs, mask = model.lstm_steps(trim_padding(tokens, lengths), lengths)
         embedded = _unpack_quant_tensor(model.embedding(inputs))
         outputs, _ = model.lstm(model.lstm_inputs(inputs))
-        embedding.append(embedded[mask].reshape(-1).numpy())
-        lstm.append(_unpack_quant_tensor(outputs)[mask].reshape(-1).numpy())
+        embedding.append(embedded[mask].reshape(-1).cpu().numpy())
+        lstm.append(_unpack_quant_tensor(outputs)[mask].reshape(-1).cpu().numpy())
     return {"embedding": np.concatenate(embedding), "lstm": np.concatenate(lstm)}
 
 
@@ -90,10 +90,10 @@ def final_layer_outputs(model: nn.Module, rows: torch.Tensor, pairs: tuple[torch
     bias = model.final_layer.bias
     if pairs is None:
         out = rows @ weight.T
-        return (out if bias is None else out + bias).reshape(-1).numpy()
+        return (out if bias is None else out + bias).reshape(-1).cpu().numpy()
     row, unit = pairs
     out = (rows[row] * weight[unit]).sum(dim=1)
-    return (out if bias is None else out + bias[unit]).numpy()
+    return (out if bias is None else out + bias[unit]).cpu().numpy()
 
 
 def sample_pairs(rows: int, units: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -125,6 +125,6 @@ def token_losses(model: nn.Module, split: EncodedSplit, rows: np.ndarray, batch_
             per_label = label_losses_fast(hidden[mask], targets[mask], parts)  # [positions, C]
             document = torch.arange(mask.shape[0]).unsqueeze(1).expand_as(mask)[mask]
             labels = torch.as_tensor(split.labels[chunk], dtype=torch.long)
-            losses.append(per_label.gather(1, labels[document].unsqueeze(1)).squeeze(1).numpy())
-            documents.append(chunk[document.numpy()])
+            losses.append(per_label.gather(1, labels[document].unsqueeze(1)).squeeze(1).cpu().numpy())
+            documents.append(chunk[document.cpu().numpy()])
     return np.concatenate(losses), np.concatenate(documents)

@@ -105,7 +105,7 @@ def train_model(
     rng = np.random.default_rng([params.seed, 0])
     accuracy_rows = np.sort(rng.permutation(len(train))[: params.train_accuracy_rows])
     train_probe = train.subset(accuracy_rows)
-    labels_all = torch.from_numpy(train.labels.astype(np.int64))
+    labels_all = torch.as_tensor(train.labels.astype(np.int64))
 
     model.train()
     for epoch in range(start_epoch, params.max_epochs + 1):

@@ -128,7 +128,7 @@ def ks_analysis_stage(
     check_vocabulary_fits(config, test, str(tokenized / "test.npz"))
     common = common_documents(test, analysis.documents)
     test_batches = token_batches(test, batch_size, common, _feed(model_type, test))
-    float_weights = final_layer_weights(float_model).reshape(-1).numpy()
+    float_weights = final_layer_weights(float_model).reshape(-1).cpu().numpy()
     float_rows = final_layer_inputs(float_model, test_batches)
     pairs = sample_pairs(float_rows.shape[0], config.num_classes if model_type == "discriminative" else config.vocab_size, size, seed)
     float_outputs = final_layer_outputs(float_model, float_rows, pairs)
@@ -149,7 +149,7 @@ def ks_analysis_stage(
                 bit_width,
                 "none",
                 "float",
-                final_layer_weights(before).reshape(-1).numpy(),
+                final_layer_weights(before).reshape(-1).cpu().numpy(),
                 float_weights,
                 size,
                 seed,
@@ -165,7 +165,7 @@ def ks_analysis_stage(
         weights, outputs = {}, {}
         for scheme in analysis.schemes:
             calibrated = load_quantized(paths.calibrated(dataset, model_type, bit_width, scheme), config, spec)
-            weights[scheme] = final_layer_weights(calibrated).reshape(-1).numpy()
+            weights[scheme] = final_layer_weights(calibrated).reshape(-1).cpu().numpy()
             records.append(_ks_row(dataset, model_type, 12, "final_layer_weights", bit_width, scheme, "float", weights[scheme], float_weights, size, seed))
             outputs[scheme] = final_layer_outputs(calibrated, final_layer_inputs(calibrated, test_batches), pairs)
             records.append(_ks_row(dataset, model_type, 14, "final_layer_outputs", bit_width, scheme, "float", outputs[scheme], float_outputs, size, seed))

@@ -123,7 +123,7 @@ def activation_ranges_stage(
     started = time.perf_counter()
     ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started
-    save_arrays(paths.activation_ranges_file(dataset, model_type, scheme), **{name: value.numpy() for name, value in ranges.items()})
+    save_arrays(paths.activation_ranges_file(dataset, model_type, scheme), **{name: value.cpu().numpy() for name, value in ranges.items()})
     summary = {
         "dataset": dataset,
         "model_type": model_type,
@@ -142,7 +142,7 @@ def load_activation_ranges(paths: ProjectPaths, dataset: str, model_type: str, s
     ranges_file = paths.activation_ranges_file(dataset, model_type, scheme)
     if not ranges_file.is_file():
         raise DataError(f"{ranges_file}: missing; run the activation_ranges@{dataset}-{model_type}-{scheme} stage first")
-    ranges = {name: torch.from_numpy(value) for name, value in load_arrays(ranges_file).items()}
+    ranges = {name: torch.as_tensor(value) for name, value in load_arrays(ranges_file).items()}
     return ranges, read_json(paths.activation_ranges_summary(dataset, model_type, scheme)), ranges_file
 
 

@@ -23,7 +23,7 @@ CHECKPOINT_FORMAT = "lstm_ptq.quantized/1"
 
 def quantized_state_dict(model: QuantModel) -> dict[str, torch.Tensor]:
     """The state dict without GPFQ's ``weight_orig`` copy of the float weights (the float checkpoint has it)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith(".weight_orig")}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.endswith(".weight_orig")}
 
 
 def save_quantized(model: QuantModel, path: str | Path, *, calibrated: bool = True) -> None:
