@@ -17,9 +17,17 @@ from ..evaluation import load_test_scores
 from ..paths import ProjectPaths
 from ..per_class import per_class_effects, per_class_summary
 from ..preprocess import load_split
-from ..settings import check_bit_width, check_dataset, check_model_type, check_scheme, get_typed, section
+from ..settings import check_bit_width, check_dataset, check_model_type, check_noise_model, check_scheme, get_typed, section
 
-_AXIS_CHECKS = {"datasets": check_dataset, "model_types": check_model_type, "bit_widths": check_bit_width, "calibration_schemes": check_scheme}
+_AXIS_CHECKS = {
+    "datasets": check_dataset,
+    "model_types": check_model_type,
+    "bit_widths": check_bit_width,
+    "calibration_schemes": check_scheme,
+    "noise_quantized_schemes": check_scheme,
+    "noise_quantized_noise_models": check_noise_model,
+    "noise_trained_datasets": check_dataset,
+}
 
 
 def grid_axis(params: Mapping[str, Any], key: str) -> tuple[Any, ...]:

@@ -16,13 +16,13 @@ from typing import Any
 
 from ..artifacts import save_arrays, staged_output, write_json
 from ..datasets import dataset_spec, read_release_csv
-from ..evaluation import evaluate, score_split
 from ..models import check_vocabulary_fits, load_float_model
 from ..noise import CHAR_VOCAB_FILE, level_name, load_char_vocabulary, load_noisy_split, noise_model
 from ..noise_training import SEED_OFFSET, corrupt_split
 from ..paths import ProjectPaths
 from ..preprocess import evenly_spaced, load_split, load_vocabulary
 from ..quantization import load_quantized, quant_scorer, using_fast_lstm
+from ..robustness import noise_curve, save_noise_predictions
 from ..settings import EvaluateSettings, NoiseQuantizedSettings, NoiseSettings, NoiseTrainingSettings, QuantizationSettings, TextSettings
 from . import log
 
@@ -37,25 +37,25 @@ def quantized_noise_stage(
     noise: NoiseSettings,
     settings: NoiseQuantizedSettings,
     evaluate_settings: EvaluateSettings,
-    root: Path,
+    paths: ProjectPaths,
 ) -> dict[str, Any]:
     """Accuracy of one calibrated model at every noise level (section 5.5: the same corruption as Figure 9)."""
-    paths = ProjectPaths(root)
     config, _ = load_float_model(paths, dataset, model_type)
     qmodel = load_quantized(paths.calibrated(dataset, model_type, bit_width, scheme), config, quantization.spec(bit_width))
     scorer = quant_scorer(qmodel)
     batch_size = evaluate_settings.batch_size
     noisy_dir = paths.noisy(dataset, noise_model_name)
 
-    metrics: dict[str, Any] = {}
+    test_rows = 0
+    for level in noise.levels:
+        split = load_noisy_split(noisy_dir, level)
+        check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
+        test_rows = len(split)
+    documents = evenly_spaced(test_rows, settings.test_documents)
     started = time.perf_counter()
     with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
-        for level in noise.levels:
-            split = load_noisy_split(noisy_dir, level)
-            check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
-            split = split.subset(evenly_spaced(len(split), settings.test_documents))
-            result = evaluate(score_split(scorer, split, batch_size), split.labels)
-            metrics[f"accuracy@{level_name(level)}"] = round(result.accuracy, 6)
+        rows, predictions = noise_curve(scorer, noisy_dir, noise.levels, batch_size, documents)
+    metrics: dict[str, Any] = {f"accuracy@{level_name(row['noise_level'])}": row["accuracy"] for row in rows}
     metrics.update(
         {
             "dataset": dataset,
@@ -63,11 +63,12 @@ def quantized_noise_stage(
             "bit_width": bit_width,
             "calibration_scheme": scheme,
             "noise_model": noise_model_name,
-            "documents": int(len(split)),
+            "documents": int(len(documents)),
         }
     )
+    save_noise_predictions(paths.quantized_noise_predictions(dataset, model_type, bit_width, scheme, noise_model_name), predictions)
     write_json(paths.quantized_noise_metrics(dataset, model_type, bit_width, scheme, noise_model_name), metrics)
-    log("noise_quantized", f"evaluate {time.perf_counter() - started:.1f} s ({len(noise.levels)} levels x {len(split)} documents)")
+    log("noise_quantized", f"evaluate {time.perf_counter() - started:.1f} s ({len(noise.levels)} levels x {len(documents)} documents)")
     return metrics
 
 

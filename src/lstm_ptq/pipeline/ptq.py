@@ -47,19 +47,19 @@ PREDICTED_LABELS = "predicted_labels"  # the float model's training predictions 
 HIDDEN_STATE_DOCUMENTS = 512  # test documents the hidden-state statistics are measured on
 
 
-def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: QuantizationSettings, root: Path) -> None:
+def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: QuantizationSettings, paths: ProjectPaths) -> None:
     """Section 4.2.1: weights quantized statically, activation quantizers inserted but not yet set."""
-    paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
     qmodel = quantize(float_model, quantization.spec(bit_width))
     save_quantized(qmodel, paths.quantized(dataset, model_type, bit_width), calibrated=False)
 
 
-def calibration_sets_stage(dataset: str, model_type: str, schemes: Sequence[str], calibration: CalibrationSettings, seed: int, root: Path) -> dict[str, Any]:
+def calibration_sets_stage(
+    dataset: str, model_type: str, schemes: Sequence[str], calibration: CalibrationSettings, seed: int, paths: ProjectPaths
+) -> dict[str, Any]:
     """Row indices of every calibration scheme (one common size: ``calibration.fraction`` of the training
     split, or less where a scheme's classes cannot supply it), plus their class histograms; the float
     model's predicted training labels too when the generative decoder is fed them."""
-    paths = ProjectPaths(root)
     train = load_split(paths.tokenized(dataset), "train")
     config, float_model = load_float_model(paths, dataset, model_type)
     feed_predictions = calibration.decoder_feeding == "predicted_label" and model_type == "generative"
@@ -112,10 +112,9 @@ def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, bat
 
 
 def activation_ranges_stage(
-    dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, root: Path
+    dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, paths: ProjectPaths
 ) -> dict[str, Any]:
     """The percentile range of every activation on the scheme's set, shared by every bit width."""
-    paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
     train = load_split(paths.tokenized(dataset), "train")
     feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
@@ -201,10 +200,9 @@ def calibrate_stage(
     calibration: CalibrationSettings,
     final_layer: FinalLayerSettings,
     evaluate_settings: EvaluateSettings,
-    root: Path,
+    paths: ProjectPaths,
 ) -> dict[str, Any]:
     """The scheme's activation ranges at this bit width (4.2.2), GPFQ (4.2.3), then the test evaluation."""
-    paths = ProjectPaths(root)
     config, float_model = load_float_model(paths, dataset, model_type)
     spec = quantization.spec(bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
