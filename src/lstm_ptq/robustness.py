@@ -10,11 +10,11 @@ from .evaluation import Scorer, evaluate, score_split
 from .noise import load_noisy_split
 
 
-def noise_curve(scorer: Scorer, noisy_dir: Path, levels: Sequence[float], batch_size: int) -> list[dict[str, Any]]:
+def noise_curve(scorer: Scorer, noisy_dir: Path, levels: Sequence[float], batch_size: int, num_classes: int) -> list[dict[str, Any]]:
     """Accuracy at every noise level; every level holds the same documents in the same order."""
     rows = []
     for level in levels:
-        split = load_noisy_split(noisy_dir, level)
+        split = load_noisy_split(noisy_dir, level, num_classes)
         result = evaluate(score_split(scorer, split, batch_size), split.labels)
         rows.append({"noise_level": level, "accuracy": round(result.accuracy, 6), "mean_loss": round(float(result.true_label_loss.mean()), 6)})
     return rows

@@ -51,7 +51,7 @@ def quantized_noise_stage(
     started = time.perf_counter()
     with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
         for level in noise.levels:
-            split = load_noisy_split(noisy_dir, level)
+            split = load_noisy_split(noisy_dir, level, dataset_spec(dataset).num_classes)
             check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
             split = split.subset(evenly_spaced(len(split), settings.test_documents))
             result = evaluate(score_split(scorer, split, batch_size), split.labels)
@@ -88,7 +88,7 @@ def build_noise_trained_data(dataset: str, settings: NoiseTrainingSettings, nois
     stats: dict[str, Any] = {"dataset": dataset, "noise_model": model.name, "level": settings.level, "seed": seed, "splits": {}}
     with staged_output(variant.tokenized(dataset)) as staged:
         for split_name in ("train", "valid"):
-            clean = load_split(main.tokenized(dataset), split_name)
+            clean = load_split(main.tokenized(dataset), split_name, dataset_spec(dataset).num_classes)
             where = main.tokenized(dataset) / f"{split_name}.npz"
             noisy, stats["splits"][split_name] = corrupt_split(
                 clean, docs, settings.level, model, char_vocabulary, seed, vocabulary, text.lowercase, text.max_length, where, raw_train
