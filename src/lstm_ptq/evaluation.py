@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .artifacts import load_arrays, save_arrays
+from .artifacts import load_arrays, require_array, save_arrays
 from .errors import DataError
 from .preprocess import EncodedSplit
 
@@ -97,6 +97,8 @@ def load_test_scores(path: Path, documents: int, num_classes: int) -> dict[str, 
     for name in ("scores", "predictions"):
         if name not in arrays:
             raise DataError(f"{path}: no {name!r} array; expected the output of an evaluate or calibrate stage")
+    require_array(arrays, path, "scores", ndim=2, kinds="f")
+    require_array(arrays, path, "predictions", ndim=1, kinds="iu", low=0, high=num_classes)
     if arrays["scores"].shape != (documents, num_classes) or arrays["predictions"].shape != (documents,):
         raise DataError(
             f"{path}: scores {arrays['scores'].shape} and predictions {arrays['predictions'].shape} do not match the test split "

@@ -49,13 +49,13 @@ class NoisePredictions:
 
 
 def noise_curve(
-    scorer: Scorer, noisy_dir: Path, levels: Sequence[float], batch_size: int, documents: np.ndarray | None = None
+    scorer: Scorer, noisy_dir: Path, levels: Sequence[float], batch_size: int, num_classes: int, documents: np.ndarray | None = None
 ) -> tuple[list[dict[str, Any]], NoisePredictions]:
     """Accuracy at every noise level on the test ``documents`` (default: all), with every prediction; every
     level holds the same documents in the same order."""
     rows, predictions = [], []
     for level in levels:
-        split = load_noisy_split(noisy_dir, level)
+        split = load_noisy_split(noisy_dir, level, num_classes)
         chosen = np.arange(len(split)) if documents is None else documents
         split = split.subset(chosen)
         result = evaluate(score_split(scorer, split, batch_size), split.labels)

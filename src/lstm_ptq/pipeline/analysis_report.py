@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ..analysis_plots import write_figure15, write_ks_figures, write_per_class_figure
-from ..artifacts import read_json, write_frame
+from ..artifacts import read_frame, read_json, write_frame
+from ..datasets import dataset_spec
 from ..errors import DataError
 from ..evaluation import load_test_scores
 from ..paths import ProjectPaths
@@ -64,7 +65,7 @@ def per_class_stage(dataset: str, model_type: str, bit_widths: Sequence[int], sc
     paths = ProjectPaths(root)
     tokenized = paths.tokenized(dataset)
     classes = read_json(tokenized / "classes.json")
-    labels = load_split(tokenized, "test").labels
+    labels = load_split(tokenized, "test", dataset_spec(dataset).num_classes).labels
     shape = (len(labels), len(classes))
     float_run = load_test_scores(paths.float_test_scores(dataset, model_type), *shape)
     records = []
@@ -85,7 +86,7 @@ def per_class_stage(dataset: str, model_type: str, bit_widths: Sequence[int], sc
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: missing; run the {what} stage first (dvc repro)")
-    return pd.read_csv(path)
+    return read_frame(path)
 
 
 def analysis_report_stage(

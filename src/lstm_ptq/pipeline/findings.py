@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_write_text, read_json, write_frame
+from ..artifacts import atomic_write_text, read_frame, read_json, write_frame
+from ..datasets import dataset_spec
 from ..evaluation import load_test_scores
 from ..findings import (
     ALPHA,
@@ -58,7 +59,7 @@ class Context:
     _cache: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.labels = load_split(self.paths.tokenized(self.dataset), "test").labels
+        self.labels = load_split(self.paths.tokenized(self.dataset), "test", dataset_spec(self.dataset).num_classes).labels
         self.classes = read_json(self.paths.tokenized(self.dataset) / "classes.json")
 
     def correct(self, model_type: str, bit_width: int | None = None, scheme: str | None = None) -> np.ndarray:
@@ -90,10 +91,10 @@ class Context:
         return [b for b in self.bit_widths if b in LOW_BIT_WIDTHS]
 
     def ks_gaps(self, model_type: str) -> pd.DataFrame:
-        return pd.read_csv(ks_gaps_table(self.paths, self.dataset, model_type))
+        return read_frame(ks_gaps_table(self.paths, self.dataset, model_type))
 
     def ks(self, model_type: str) -> pd.DataFrame:
-        return pd.read_csv(self.paths.ks_table(self.dataset, model_type))
+        return read_frame(self.paths.ks_table(self.dataset, model_type))
 
     def token_losses(self) -> dict[str, Any]:
         return read_json(self.paths.token_loss_summary(self.dataset))
@@ -733,7 +734,7 @@ def _diagnostics(paths: ProjectPaths, datasets: Sequence[str]) -> list[str]:
     """What explains the low-bit results (docs/quantization.md, pitfall 7), from metrics/ptq_grid.csv: the share
     of the quantized LSTM's h_t values that are exactly zero on test documents, and whether GPFQ lowered the final
     layer's output error, per model and bit width (class-conditional calibration)."""
-    grid = pd.read_csv(paths.ptq_grid())
+    grid = read_frame(paths.ptq_grid())
     cells = grid.loc[grid["calibration_scheme"] == CC]
     if cells.empty:
         return []

@@ -24,8 +24,9 @@ from . import log
 def train_stage(dataset: str, model_type: str, model: ModelSettings, train_settings: TrainSettings, paths: ProjectPaths) -> dict[str, Any]:
     tokenized = paths.tokenized(dataset)
     vocabulary = load_vocabulary(tokenized)
-    train, valid = load_split(tokenized, "train"), load_split(tokenized, "valid")
-    config = model_config(model, model_type, len(vocabulary), DATASETS[dataset].num_classes)
+    num_classes = DATASETS[dataset].num_classes
+    train, valid = load_split(tokenized, "train", num_classes), load_split(tokenized, "valid", num_classes)
+    config = model_config(model, model_type, len(vocabulary), num_classes)
     for name, split in (("train", train), ("valid", valid)):
         check_vocabulary_fits(config, split, str(tokenized / f"{name}.npz"))
     resume = paths.resume_state(dataset, model_type)
@@ -54,14 +55,14 @@ def evaluate_stage(dataset: str, model_type: str, settings: EvaluateSettings, pa
     tokenized = paths.tokenized(dataset)
     classes = read_json(tokenized / "classes.json")
     config, model = load_float_model(paths, dataset, model_type)
-    test = load_split(tokenized, "test")
+    test = load_split(tokenized, "test", DATASETS[dataset].num_classes)
     check_vocabulary_fits(config, test, str(tokenized / "test.npz"))
     use_prior = settings.use_log_prior and model.scores_are_likelihoods
-    prior = class_log_prior(load_split(tokenized, "train").labels, config.num_classes) if use_prior else None
+    prior = class_log_prior(load_split(tokenized, "train", DATASETS[dataset].num_classes).labels, config.num_classes) if use_prior else None
     result = evaluate(score_split(float_scorer(model), test, settings.batch_size), test.labels, prior)
     metrics = result.metrics(classes)
     metrics["paper_accuracy"] = PAPER_TABLE1[(dataset, model_type)] / 100
-    metrics["train_rows"] = len(load_split(tokenized, "train"))
+    metrics["train_rows"] = len(load_split(tokenized, "train", DATASETS[dataset].num_classes))
     save_test_scores(paths.float_test_scores(dataset, model_type), result)
     write_json(paths.evaluate_metrics(dataset, model_type), metrics)
     write_frame(paths.confusion(dataset, model_type), confusion_rows(result, classes))
@@ -75,12 +76,12 @@ def float_noise_stage(
     config, model = load_float_model(paths, dataset, model_type)
     noisy_dir = paths.noisy(dataset, noise_model)
     for level in noise.levels:
-        check_vocabulary_fits(config, load_noisy_split(noisy_dir, level), str(noisy_dir / f"{level_name(level)}.npz"))
-    rows, predictions = noise_curve(float_scorer(model), noisy_dir, noise.levels, evaluate_settings.batch_size)
+        check_vocabulary_fits(config, load_noisy_split(noisy_dir, level, DATASETS[dataset].num_classes), str(noisy_dir / f"{level_name(level)}.npz"))
+    rows, predictions = noise_curve(float_scorer(model), noisy_dir, noise.levels, evaluate_settings.batch_size, config.num_classes)
     curve = pd.DataFrame(rows, dtype=object)
     stats = read_json(noisy_dir / "stats.json")
     metrics: dict[str, Any] = {f"accuracy@{level_name(level)}": accuracy for level, accuracy in zip(curve["noise_level"], curve["accuracy"])}
-    metrics["documents"] = int(len(load_noisy_split(noisy_dir, noise.levels[0])))
+    metrics["documents"] = int(len(load_noisy_split(noisy_dir, noise.levels[0], DATASETS[dataset].num_classes)))
     metrics["noise_model"] = noise_model
     save_noise_predictions(paths.float_noise_predictions(dataset, model_type, noise_model), predictions)
     write_json(paths.float_noise_metrics(dataset, model_type, noise_model), metrics)

@@ -48,13 +48,13 @@ def quantized_noise_stage(
 
     test_rows = 0
     for level in noise.levels:
-        split = load_noisy_split(noisy_dir, level)
+        split = load_noisy_split(noisy_dir, level, dataset_spec(dataset).num_classes)
         check_vocabulary_fits(config, split, str(noisy_dir / f"{level_name(level)}.npz"))
         test_rows = len(split)
     documents = evenly_spaced(test_rows, settings.test_documents)
     started = time.perf_counter()
     with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
-        rows, predictions = noise_curve(scorer, noisy_dir, noise.levels, batch_size, documents)
+        rows, predictions = noise_curve(scorer, noisy_dir, noise.levels, batch_size, dataset_spec(dataset).num_classes, documents)
     metrics: dict[str, Any] = {f"accuracy@{level_name(row['noise_level'])}": row["accuracy"] for row in rows}
     metrics.update(
         {
@@ -89,7 +89,7 @@ def build_noise_trained_data(dataset: str, settings: NoiseTrainingSettings, nois
     stats: dict[str, Any] = {"dataset": dataset, "noise_model": model.name, "level": settings.level, "seed": seed, "splits": {}}
     with staged_output(variant.tokenized(dataset)) as staged:
         for split_name in ("train", "valid"):
-            clean = load_split(main.tokenized(dataset), split_name)
+            clean = load_split(main.tokenized(dataset), split_name, dataset_spec(dataset).num_classes)
             where = main.tokenized(dataset) / f"{split_name}.npz"
             noisy, stats["splits"][split_name] = corrupt_split(
                 clean, docs, settings.level, model, char_vocabulary, seed, vocabulary, text.lowercase, text.max_length, where, raw_train

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..analysis import final_layer_output_error, hidden_state_stats
-from ..artifacts import load_arrays, read_json, save_arrays, write_json
+from ..artifacts import load_arrays, read_json, require_array, save_arrays, write_json
 from ..calibration import build_calibration_sets, check_scheme, needs_predictions
+from ..datasets import dataset_spec
 from ..errors import DataError
 from ..evaluation import Evaluation, evaluate, float_scorer, save_test_scores, score_split
 from ..models import check_vocabulary_fits, load_float_model
@@ -60,7 +61,7 @@ def calibration_sets_stage(
     """Row indices of every calibration scheme (one common size: ``calibration.fraction`` of the training
     split, or less where a scheme's classes cannot supply it), plus their class histograms; the float
     model's predicted training labels too when the generative decoder is fed them."""
-    train = load_split(paths.tokenized(dataset), "train")
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
     config, float_model = load_float_model(paths, dataset, model_type)
     feed_predictions = calibration.decoder_feeding == "predicted_label" and model_type == "generative"
     predicted = None
@@ -88,19 +89,24 @@ def decoder_feed(paths: ProjectPaths, dataset: str, model_type: str, train: Enco
     arrays = load_arrays(rows_file)
     if PREDICTED_LABELS not in arrays:
         raise DataError(f"{rows_file}: no predicted labels; rerun calibration_sets@{dataset}-{model_type} with calibration.decoder_feeding: {feeding}")
-    if len(arrays[PREDICTED_LABELS]) != len(train):
-        raise DataError(f"{rows_file}: {len(arrays[PREDICTED_LABELS])} predicted labels for {len(train)} training documents")
-    return arrays[PREDICTED_LABELS]
+    predicted = require_array(arrays, rows_file, PREDICTED_LABELS, ndim=1, kinds="iu", low=0, high=dataset_spec(dataset).num_classes)
+    if len(predicted) != len(train):
+        raise DataError(f"{rows_file}: {len(predicted)} predicted labels for {len(train)} training documents")
+    return predicted
 
 
-def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> np.ndarray:
-    """The training rows of one scheme's calibration set (output of ``calibration_sets``)."""
+def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str, train_rows: int) -> np.ndarray:
+    """The training rows of one scheme's calibration set (output of ``calibration_sets``): distinct
+    positions in the training split of ``train_rows`` documents."""
     check_scheme(scheme)
     rows_file = paths.calibration_rows(dataset, model_type)
     sets = load_arrays(rows_file)
     if scheme not in sets:
         raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to grid.calibration_schemes and rerun calibration_sets")
-    return sets[scheme]
+    rows = require_array(sets, rows_file, scheme, ndim=1, kinds="iu", low=0, high=train_rows)
+    if len(np.unique(rows)) != len(rows):
+        raise DataError(f"{rows_file}: scheme {scheme!r} lists a training row twice; rerun calibration_sets")
+    return rows
 
 
 def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, batches: list) -> tuple[dict[str, torch.Tensor], int]:
@@ -116,9 +122,9 @@ def activation_ranges_stage(
 ) -> dict[str, Any]:
     """The percentile range of every activation on the scheme's set, shared by every bit width."""
     _, float_model = load_float_model(paths, dataset, model_type)
-    train = load_split(paths.tokenized(dataset), "train")
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
     feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme), feed)
+    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme, len(train)), feed)
     started = time.perf_counter()
     ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started
@@ -206,8 +212,8 @@ def calibrate_stage(
     config, float_model = load_float_model(paths, dataset, model_type)
     spec = quantization.spec(bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
-    rows = scheme_rows(paths, dataset, model_type, scheme)
-    train = load_split(paths.tokenized(dataset), "train")
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
+    rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
     ranges, observed, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
     set_activation_ranges(qmodel, ranges, str(ranges_file))
 
@@ -216,7 +222,7 @@ def calibrate_stage(
     refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer, feed)
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
 
-    test = load_split(paths.tokenized(dataset), "test")
+    test = load_split(paths.tokenized(dataset), "test", dataset_spec(dataset).num_classes)
     check_vocabulary_fits(config, test, str(paths.tokenized(dataset) / "test.npz"))
     classes = read_json(paths.tokenized(dataset) / "classes.json")
     result, hidden, evaluate_seconds = evaluate_cell(qmodel, test, evaluate_settings.batch_size)
