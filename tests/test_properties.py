@@ -32,7 +32,7 @@ from lstm_ptq.artifacts import arrays_to_bytes, load_arrays
 from lstm_ptq.datasets import DATASETS, Document, parse_release_csv
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.preprocess import EncodedSplit, load_split
-from lstm_ptq.settings import DATASET_KEY, MODEL_TYPE_KEY, MODEL_TYPE_NAMES, SCHEMA, load_params, validate_params
+from lstm_ptq.settings import DATASET_KEY, MODEL_TYPE_KEY, MODEL_TYPE_NAMES, SCHEMA, TREE_KEY, TREE_NAME, load_params, validate_params
 from lstm_ptq.text import clean_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,7 +280,7 @@ def test_any_split_arrays_load_back_identical_or_give_a_data_error(tmp_path: Pat
 # The params.yaml validator
 # --------------------------------------------------------------------------------------------------
 
-WILDCARD_NAMES = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
+WILDCARD_NAMES = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES, TREE_KEY: ("seed_b", "wide")}  # any TREE_NAME for trees
 
 
 def valid_keys(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,17 +292,28 @@ def valid_keys(schema: Mapping[str, Any]) -> dict[str, Any]:
     return keys
 
 
+def sub_schema(schema: Mapping[str, Any], key: Any) -> Any:
+    """The schema of ``key`` in a section of ``schema``; KeyError when the section may not hold it."""
+    allowed = valid_keys(schema)
+    if isinstance(key, str) and key in allowed:
+        return allowed[key]
+    if TREE_KEY in schema and isinstance(key, str) and TREE_NAME.match(key):
+        return schema[TREE_KEY]
+    raise KeyError(key)
+
+
 def first_problem(params: Any, schema: Mapping[str, Any], where: str = "") -> str | None:
     """The dotted key of the first unknown key or non-mapping section, in the file's order; None if there is none."""
     if not isinstance(params, Mapping):
         return where or "params.yaml"
-    allowed = valid_keys(schema)
     for key, value in params.items():
         name = f"{where}.{key}" if where else str(key)
-        if not isinstance(key, str) or key not in allowed:
+        try:
+            sub = sub_schema(schema, key)
+        except KeyError:
             return name
-        if isinstance(allowed[key], dict) and value is not None:
-            problem = first_problem(value, allowed[key], name)
+        if isinstance(sub, dict) and value is not None:
+            problem = first_problem(value, sub, name)
             if problem is not None:
                 return problem
     return None
