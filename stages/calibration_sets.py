@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lstm_ptq.cli import run_stage, stage_parser
-from lstm_ptq.pipeline.ptq import calibration_sets_stage
+from lstm_ptq.pipeline.calibration_sets import calibration_sets_stage
 from lstm_ptq.settings import CalibrationSettings, GridSettings, get_seed
 
 parser = stage_parser(__doc__, "dataset", "model_type")

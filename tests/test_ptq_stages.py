@@ -28,8 +28,10 @@ from lstm_ptq.cli import run_stage
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.models import ModelConfig
 from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
-from lstm_ptq.pipeline.noise import build_noise_trained_data, quantized_noise_stage
-from lstm_ptq.pipeline.ptq import calibrate_stage, calibration_sets_stage, quantize_stage
+from lstm_ptq.pipeline.calibration_sets import calibration_sets_stage
+from lstm_ptq.pipeline.data import build_noise_trained_data
+from lstm_ptq.pipeline.noise import quantized_noise_stage
+from lstm_ptq.pipeline.ptq import calibrate_stage, quantize_stage
 from lstm_ptq.pipeline.reports import GRID_COLUMNS
 from lstm_ptq.preprocess import evenly_spaced, load_split
 from lstm_ptq.quantization import is_calibrated, load_quantized

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .artifacts import load_arrays, require_array, save_arrays
 from .errors import DataError
 from .preprocess import EncodedSplit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -115,5 +117,7 @@ def class_log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def confusion_rows(evaluation: Evaluation, class_names: list[str]) -> pd.DataFrame:
     """One row per document (``actual``, ``predicted``), the format ``dvc plots`` draws as a confusion matrix."""
+    import pandas as pd  # here: the quantizing stages import this module and never write a frame
+
     names = np.array(class_names, dtype=object)
     return pd.DataFrame({"actual": names[evaluation.labels], "predicted": names[evaluation.predictions]}, columns=["actual", "predicted"], dtype=object)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .paths import ProjectPaths
 
 SOURCES = ("bundled", "remote")
 MODEL_TYPE_NAMES = ("discriminative", "generative")  # models.MODEL_TYPES without importing torch (a test keeps them equal)
+MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16  # here, not in quantization.spec: checking a bit width imports no torch or Brevitas
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --------------------------------------------------------------------------------------------------
@@ -276,9 +278,12 @@ def _name_list(node: Mapping[str, Any], key: str, where: str, check: Any) -> tup
 
 
 def check_bit_width(value: Any, where: str) -> int:
-    from .quantization.spec import check_bit_width  # Brevitas: imported only by the stages that quantize
-
-    return check_bit_width(value, where)
+    """An integer bit width (a numpy integer included) in MIN_BIT_WIDTH..MAX_BIT_WIDTH."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParamError(f"{where}: {value!r} is not an integer bit width")
+    if not MIN_BIT_WIDTH <= int(value) <= MAX_BIT_WIDTH:
+        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
+    return int(value)
 
 
 def check_scheme(name: Any, where: str) -> str:
@@ -535,8 +540,6 @@ def _width_or_same(node: Mapping[str, Any], key: str, where: str) -> int | None:
         return None
     if not isinstance(value, int):
         raise ParamError(f"{where}.{key}: {value!r} is neither 'same' (the cell's bit width) nor a bit width")
-    from .quantization.spec import check_bit_width
-
     return check_bit_width(value, f"{where}.{key}")
 
 

@@ -1,5 +1,5 @@
-"""PTQ grid stages (paper Figure 1): ``quantize`` per bit width, ``calibration_sets`` per model,
-``activation_ranges`` per scheme, ``calibrate`` (ranges + GPFQ + test evaluation) per (bit width,
+"""PTQ grid stages (paper Figure 1): ``quantize`` per bit width, ``activation_ranges`` per scheme (on the
+sets of :mod:`.calibration_sets`), ``calibrate`` (ranges + GPFQ + test evaluation) per (bit width,
 scheme) cell, and ``ptq_report`` (metrics/ptq_grid.csv, Figures 6, 7, 8, 11).
 
 The calibrate cell is split into :func:`observe_activation_ranges`, :func:`refine_cell` and
@@ -8,7 +8,6 @@ The calibrate cell is split into :func:`observe_activation_ranges`, :func:`refin
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ import torch
 
 from ..analysis import final_layer_output_error, hidden_state_stats
 from ..artifacts import load_arrays, read_json, require_array, save_arrays, write_json
-from ..calibration import build_calibration_sets, check_scheme, needs_predictions
+from ..calibration import check_scheme
 from ..datasets import dataset_spec
 from ..errors import DataError
-from ..evaluation import Evaluation, evaluate, float_scorer, save_test_scores, score_split
+from ..evaluation import Evaluation, evaluate, save_test_scores, score_split
 from ..models import check_vocabulary_fits, load_float_model
 from ..paths import ProjectPaths
 from ..preprocess import EncodedSplit, evenly_spaced, load_split
@@ -40,11 +39,11 @@ from ..quantization import (
 )
 from ..settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
 from . import log
+from .calibration_sets import PREDICTED_LABELS
 
 # Activation ranges do not depend on the bit width (the statistics come from a float pass), so they
 # are observed once per scheme at this bit width and divided by each cell's integer range.
 OBSERVE_BIT_WIDTH = 8
-PREDICTED_LABELS = "predicted_labels"  # the float model's training predictions in rows.npz (predicted_label feeding)
 HIDDEN_STATE_DOCUMENTS = 512  # test documents the hidden-state statistics are measured on
 
 
@@ -53,29 +52,6 @@ def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: 
     _, float_model = load_float_model(paths, dataset, model_type)
     qmodel = quantize(float_model, quantization.spec(bit_width))
     save_quantized(qmodel, paths.quantized(dataset, model_type, bit_width), calibrated=False)
-
-
-def calibration_sets_stage(
-    dataset: str, model_type: str, schemes: Sequence[str], calibration: CalibrationSettings, seed: int, paths: ProjectPaths
-) -> dict[str, Any]:
-    """Row indices of every calibration scheme (one common size: ``calibration.fraction`` of the training
-    split, or less where a scheme's classes cannot supply it), plus their class histograms; the float
-    model's predicted training labels too when the generative decoder is fed them."""
-    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
-    config, float_model = load_float_model(paths, dataset, model_type)
-    feed_predictions = calibration.decoder_feeding == "predicted_label" and model_type == "generative"
-    predicted = None
-    if needs_predictions(schemes) or feed_predictions:
-        predicted = score_split(float_scorer(float_model), train).argmax(axis=1)
-    rows, summary = build_calibration_sets(train.labels, config.num_classes, calibration.fraction, list(schemes), seed, predicted)
-    if predicted is not None:
-        summary["float_train_accuracy_for_pseudo_labels"] = round(float((predicted == train.labels).mean()), 6)
-    arrays = {name: r.astype(np.int64) for name, r in rows.items()}
-    if feed_predictions:
-        arrays[PREDICTED_LABELS] = predicted.astype(np.int64)
-    save_arrays(paths.calibration_rows(dataset, model_type), **arrays)
-    write_json(paths.calibration_summary(dataset, model_type), summary)
-    return summary
 
 
 def decoder_feed(paths: ProjectPaths, dataset: str, model_type: str, train: EncodedSplit, feeding: str) -> np.ndarray | None:
