@@ -4,7 +4,10 @@ what was expected (docs/failures.md lists the cases), and the good file still lo
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
 from lstm_ptq.settings import TrainSettings
 from lstm_ptq.text import SPECIAL_TOKENS
 from lstm_ptq.training import train_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIG = {"model_type": "discriminative", "vocab_size": 50, "num_classes": 4, "embedding_dim": 8, "hidden_size": 8, "num_layers": 1, "label_embedding_dim": 4}
 
@@ -294,3 +299,18 @@ def test_token_ids_beyond_the_models_vocabulary_are_a_data_error(tmp_path: Path)
     check_vocabulary_fits(ModelConfig(**(CONFIG | {"vocab_size": 11})), split, "test.npz")  # the largest id is 10
     with pytest.raises(DataError, match=r"^test\.npz: token id 10 is outside the vocabulary of 10 words$"):
         check_vocabulary_fits(ModelConfig(**(CONFIG | {"vocab_size": 10})), split, "test.npz")
+
+
+def test_an_output_path_that_cannot_be_written_is_an_error_naming_it(tmp_path: Path) -> None:
+    """A real stage whose output folder is blocked (a file where the folder belongs; as root, permissions
+    block nothing): the project's one-line error naming the path, exit 1, and the blocking file untouched."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bundled").symlink_to(REPO / "data" / "bundled")
+    blocker = tmp_path / "data" / "raw"
+    blocker.write_text("a file where the output folder belongs\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "stages/download.py", "dbpedia", "--params", str(REPO / "params.yaml"), "--root", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: ") and str(blocker) in result.stderr and "Traceback" not in result.stderr
+    assert blocker.read_text() == "a file where the output folder belongs\n"

@@ -54,7 +54,9 @@ def run_stage(
     parser: argparse.ArgumentParser, read_settings: ReadSettings, main: Callable[[argparse.Namespace, Any], Any], argv: Sequence[str] | None = None
 ) -> None:
     """Parse argv, check the matrix items, validate params.yaml as a whole, read the stage's settings (and
-    set ``args.paths``), then run ``main``: all before any output is touched. A :class:`PipelineError` exits 1 with its message."""
+    set ``args.paths``), then run ``main``: all before any output is touched. A :class:`PipelineError` exits 1 with its message,
+    and so does an :class:`OSError` (a full disk, an output path that cannot be written), naming the file: outputs are
+    written to a staging location and moved into place complete, so the previous ones are still there."""
     args = parser.parse_args(argv)
     try:
         for item, (_, check) in ITEMS.items():
@@ -65,4 +67,8 @@ def run_stage(
         main(args, settings)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else "writing an output"
+        print(f"error: {where}: {exc.strerror or exc}; this stage's previous outputs are unchanged", file=sys.stderr)
         raise SystemExit(1) from None
