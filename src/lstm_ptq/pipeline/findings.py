@@ -311,10 +311,17 @@ def _robustness_loss(predictions: NoisePredictions, labels: np.ndarray, levels: 
     return predictions.correct(labels, [0.0], documents).astype(float) - predictions.correct(labels, levels, documents)
 
 
+def _noise_advantage(
+    discriminative: NoisePredictions, generative: NoisePredictions, labels: np.ndarray, levels: list[float], documents: np.ndarray | None = None
+) -> np.ndarray:
+    """Per document: the accuracy the discriminative model loses to noise minus the generative model's."""
+    return _robustness_loss(discriminative, labels, levels, documents) - _robustness_loss(generative, labels, levels, documents)
+
+
 def _c13(ctx: Context) -> list[Judgement]:
-    if ctx.noise is None or 0.0 not in ctx.noise.levels or not _noisy_levels(ctx, BEYOND_002, inclusive=False):
+    levels = [] if ctx.noise is None or 0.0 not in ctx.noise.levels else _noisy_levels(ctx, BEYOND_002, inclusive=False)
+    if not levels:
         return []
-    levels = _noisy_levels(ctx, BEYOND_002, inclusive=False)
     dis, gen = (_robustness_loss(ctx.noisy(m), ctx.labels, levels) for m in ("discriminative", "generative"))
     setting = f"float, {ctx.noise.noise_model} > {BEYOND_002:g}"
     quantity = f"accuracy lost to noise: discriminative ({100 * dis.mean():.2f} pts) - generative ({100 * gen.mean():.2f} pts)"
@@ -323,19 +330,19 @@ def _c13(ctx: Context) -> list[Judgement]:
 
 def _c14(ctx: Context) -> list[Judgement]:
     noise = ctx.noise
-    if noise is None or not noise.quantized or CC not in noise.schemes or 0.0 not in noise.levels or not _noisy_levels(ctx, FROM_004, inclusive=True):
+    if noise is None or not noise.quantized or CC not in noise.schemes or 0.0 not in noise.levels:
         return []
     levels = _noisy_levels(ctx, FROM_004, inclusive=True)
+    bit_widths = [b for b in ctx.bit_widths if b in (4, 3)]
+    if not levels or not bit_widths:
+        return []
+    floats = (ctx.noisy("discriminative"), ctx.noisy("generative"))
     out = []
-    for b in (b for b in ctx.bit_widths if b in (4, 3)):
-        quantized = {m: ctx.noisy(m, b, CC) for m in ("discriminative", "generative")}
-        documents = quantized["generative"].documents
-        float_gap = _robustness_loss(ctx.noisy("discriminative"), ctx.labels, levels, documents) - _robustness_loss(
-            ctx.noisy("generative"), ctx.labels, levels, documents
-        )
-        quant_gap = _robustness_loss(quantized["discriminative"], ctx.labels, levels, documents) - _robustness_loss(
-            quantized["generative"], ctx.labels, levels, documents
-        )
+    for b in bit_widths:
+        quantized = (ctx.noisy("discriminative", b, CC), ctx.noisy("generative", b, CC))
+        documents = quantized[1].documents
+        float_gap = _noise_advantage(*floats, ctx.labels, levels, documents)
+        quant_gap = _noise_advantage(*quantized, ctx.labels, levels, documents)
         setting = f"{b}-bit CC, {noise.noise_model} >= {FROM_004:g}"
         quantity = f"generative noise advantage, float ({100 * float_gap.mean():+.2f} pts) - quantized ({100 * quant_gap.mean():+.2f} pts)"
         out.append(paired_difference("C14", ctx.dataset, setting, quantity, float_gap - quant_gap, ctx.seed))
@@ -590,12 +597,12 @@ def _seed_pools(contexts: Mapping[str, Context], seed_trees: Sequence[TreeRun]) 
     """Per dataset: the main tree and the seed trees on the cells they all ran."""
     pools = {}
     for dataset, main in contexts.items():
-        members = [main, *(_tree_context(t, dataset) for t in seed_trees if dataset in t.datasets and set(t.model_types) == set(main.model_types))]
-        if len(members) < 2:
+        trees = [t for t in seed_trees if dataset in t.datasets and set(t.model_types) == set(main.model_types)]
+        if not trees:
             continue
-        widths = tuple(b for b in main.bit_widths if all(b in m.bit_widths for m in members))
-        schemes = tuple(s for s in main.schemes if all(s in m.schemes for m in members))
-        members = [Context(m.paths, dataset, widths, schemes, m.seed) for m in members]
+        widths = tuple(b for b in main.bit_widths if all(b in t.bit_widths for t in trees))
+        schemes = tuple(s for s in main.schemes if all(s in t.schemes for t in trees))
+        members = [Context(p, dataset, widths, schemes, seed) for p, seed in [(main.paths, main.seed), *((t.paths, t.seed) for t in trees)]]
         pools[dataset] = SeedPool(main.paths, dataset, widths, schemes, main.seed, members=tuple(members))
     return pools
 
