@@ -64,7 +64,7 @@ def main() -> None:
             t = totals[(dataset, model_type)]
             print(f"{'activation ranges (calibration)':58s} {'seconds':>9s} {'documents':>9s}")
             for scheme in schemes:
-                rows = scheme_rows(paths, dataset, model_type, scheme)
+                rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
                 started = time.perf_counter()
                 _, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), token_batches(train, calibration.batch_size, rows))
                 seconds = time.perf_counter() - started
@@ -77,7 +77,7 @@ def main() -> None:
                     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, quantization.spec(bit_width), calibrated=False)
                     ranges, _, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
                     set_activation_ranges(qmodel, ranges, str(ranges_file))
-                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme), calibration, final_layer)
+                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme, len(train)), calibration, final_layer)
                     result, _, evaluate_seconds = evaluate_cell(qmodel, test, batch_size)
                     name = f"{dataset}-{model_type}-w{bit_width}-{scheme}"
                     print(f"{name:58s} {refinement.seconds:7.1f} {evaluate_seconds:8.1f} {result.accuracy:8.4f}")

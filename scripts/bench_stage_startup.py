@@ -1,10 +1,13 @@
-"""Fixed cost of a stage process: interpreter start and imports up to argument parsing, per stage script.
+"""Fixed cost of a stage process: interpreter start to the stage's first useful work, per stage type.
 
-Each stage script is started ``--repeats`` times with ``--help`` (a stage imports everything it needs
-before it parses its arguments, and ``--help`` stops there) and the median wall time is printed.
-``--rebuild`` also times the rebuild of a quantized
-model from its float weights (what a calibrate or noise cell does before its first useful work),
-with Brevitas' TorchScript compilation on and off.
+Each stage script is started ``--repeats`` times with the arguments of its first cell in dvc.yaml (the
+first value of every matrix axis) and run through its own ``parser`` and ``read_settings`` by the
+project's ``run_stage``, with a ``main`` that exits at once: the time covers the interpreter, every
+module-level import, the matrix-item checks and the validation of params.yaml, and stops where the
+stage would begin reading its inputs. The median wall time and the median CPU time (user + system of
+the child) are printed; the CPU time is what to compare when other work shares the machine.
+``--rebuild`` also times the rebuild of a quantized model from its float weights (what a calibrate or
+noise cell does before its first useful work), with Brevitas' TorchScript compilation on and off.
 
     ./run python scripts/bench_stage_startup.py
     ./run python scripts/bench_stage_startup.py --stages calibrate quantize --repeats 5 --rebuild
@@ -14,13 +17,30 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The stage script as a module (not __main__), then run_stage with a main that stops before any work.
+_TO_FIRST_WORK = """
+import sys
+from runpy import run_path
+stage = run_path(sys.argv[1], run_name="stage_startup")
+from lstm_ptq.cli import run_stage
+def first_work(args, settings):
+    raise SystemExit(0)
+run_stage(stage["parser"], stage["read_settings"], first_work, sys.argv[2:])
+"""
 
 _REBUILD = """
 import time, torch
@@ -34,11 +54,39 @@ print(f"{imported - started:.3f} {time.perf_counter() - imported:.3f}")
 """
 
 
-def timed_run(argv: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one child process."""
+def _lookup(params: dict[str, Any], dotted: str) -> Any:
+    node: Any = params
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def first_cells(dvc_yaml: dict[str, Any], params: dict[str, Any]) -> dict[str, list[str]]:
+    """Each stage script's arguments in its first dvc.yaml stage, every ``${item.x}`` set to the first
+    value of matrix axis ``x`` and every other ``${a.b}`` to its params value."""
+    cells: dict[str, list[str]] = {}
+    for stage in dvc_yaml["stages"].values():
+        matrix = {axis: _lookup(params, values[2:-1]) if isinstance(values, str) else values for axis, values in stage.get("matrix", {}).items()}
+
+        def substitute(match: re.Match[str], matrix: dict[str, Any] = matrix) -> str:
+            name = match.group(1)
+            return str(matrix[name[5:]][0] if name.startswith("item.") else _lookup(params, name))
+
+        _, script, *argv = shlex.split(re.sub(r"\$\{([\w.]+)\}", substitute, stage["cmd"]))
+        cells.setdefault(Path(script).stem, [script, *argv])
+    return cells
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one child process, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    done = subprocess.run(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{shlex.join(argv[3:])} failed with exit status {done.returncode}:\n{done.stderr}")
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -48,15 +96,19 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="also time a quantized model's rebuild, JIT on and off")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    names = args.stages or sorted(p.stem for p in (REPO / "stages").glob("*.py"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    cells = first_cells(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8")), params)
+    names = args.stages or sorted(cells)
 
-    medians = {}
-    print(f"{'stage script':24s} {'median start-up':>16s}")
+    walls, cpus = {}, {}
+    print(f"{'stage type':20s} {'wall (median)':>14s} {'CPU (median)':>13s}  first cell")
     for name in names:
-        times = [timed_run([sys.executable, f"stages/{name}.py", "--help"], env) for _ in range(args.repeats)]
-        medians[name] = statistics.median(times)
-        print(f"{name:24s} {medians[name]:14.2f} s")
-    print(f"median over stage scripts: {statistics.median(medians.values()):.2f} s; slowest: {max(medians, key=medians.get)}")
+        runs = [timed_run([sys.executable, "-c", _TO_FIRST_WORK, *cells[name]], env) for _ in range(args.repeats)]
+        walls[name] = statistics.median(wall for wall, _ in runs)
+        cpus[name] = statistics.median(cpu for _, cpu in runs)
+        print(f"{name:20s} {walls[name]:12.2f} s {cpus[name]:11.2f} s  {shlex.join(cells[name][1:])}")
+    slowest = max(walls, key=walls.get)
+    print(f"median over stage types: wall {statistics.median(walls.values()):.2f} s, CPU {statistics.median(cpus.values()):.2f} s; slowest: {slowest}")
 
     if args.rebuild:
         for jit in ("0", "1"):

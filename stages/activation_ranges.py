@@ -19,7 +19,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    activation_ranges_stage(args.dataset, args.model_type, args.scheme, *settings, args.root)
+    activation_ranges_stage(args.dataset, args.model_type, args.scheme, *settings, args.paths)
 
 
 if __name__ == "__main__":

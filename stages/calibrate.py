@@ -21,7 +21,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    calibrate_stage(args.dataset, args.model_type, args.bit_width, args.scheme, *settings, args.root)
+    calibrate_stage(args.dataset, args.model_type, args.bit_width, args.scheme, *settings, args.paths)
 
 
 if __name__ == "__main__":

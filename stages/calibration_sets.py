@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lstm_ptq.cli import run_stage, stage_parser
-from lstm_ptq.pipeline.ptq import calibration_sets_stage
+from lstm_ptq.pipeline.calibration_sets import calibration_sets_stage
 from lstm_ptq.settings import CalibrationSettings, GridSettings, get_seed
 
 parser = stage_parser(__doc__, "dataset", "model_type")
@@ -16,7 +16,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    calibration_sets_stage(args.dataset, args.model_type, *settings, args.root)
+    calibration_sets_stage(args.dataset, args.model_type, *settings, args.paths)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    float_noise_stage(args.dataset, args.model_type, args.noise_model, *settings, args.root)
+    float_noise_stage(args.dataset, args.model_type, args.noise_model, *settings, args.paths)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    quantized_noise_stage(args.dataset, args.model_type, args.bit_width, args.scheme, args.noise_model, *settings, args.root)
+    quantized_noise_stage(args.dataset, args.model_type, args.bit_width, args.scheme, args.noise_model, *settings, args.paths)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lstm_ptq.cli import run_stage, stage_parser
-from lstm_ptq.pipeline.noise import build_noise_trained_data
+from lstm_ptq.pipeline.data import build_noise_trained_data
 from lstm_ptq.settings import NoiseSettings, NoiseTrainingSettings, TextSettings
 
 parser = stage_parser(__doc__, "dataset")

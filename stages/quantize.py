@@ -16,7 +16,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    quantize_stage(args.dataset, args.model_type, args.bit_width, settings, args.root)
+    quantize_stage(args.dataset, args.model_type, args.bit_width, settings, args.paths)
 
 
 if __name__ == "__main__":

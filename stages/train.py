@@ -21,7 +21,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    train_stage(args.dataset, args.model_type, *settings, args.root)
+    train_stage(args.dataset, args.model_type, *settings, args.paths)
 
 
 if __name__ == "__main__":

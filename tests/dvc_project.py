@@ -58,7 +58,7 @@ def snapshot_project(dest: Path) -> Path:
 
 
 def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "XDG_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "XDG_", "LSTM_PTQ_"))}
     env.update(
         HOME=str(home),
         GIT_CONFIG_NOSYSTEM="1",

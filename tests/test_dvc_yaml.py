@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import generate_dvc_yaml as generator  # noqa: E402
 
+from lstm_ptq.cli import stage_inputs  # noqa: E402
 from lstm_ptq.fingerprints import fingerprint_path, imported_sources, stage_code  # noqa: E402
 from lstm_ptq.settings import ReadRecorder, load_params, minimal_reads  # noqa: E402
 
@@ -32,17 +33,20 @@ def generated() -> str:
     return generator.generate()
 
 
-@cache
-def resolved_stages() -> dict[str, tuple[str, list[str]]]:
-    """Every concrete stage of dvc.yaml as DVC resolves it: name -> (cmd, declared params keys)."""
+def resolve(project: Path) -> dict[str, tuple[str, list[str]]]:
+    """Every concrete stage of the project's dvc.yaml as DVC resolves it: name -> (cmd, declared params keys)."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    with Repo(str(REPO)) as repo:
+    with Repo(str(project)) as repo:
         return {
-            stage.addressing: (stage.cmd, sorted(key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params))
-            for stage in repo.index.stages
+            stage.name: (stage.cmd, sorted(key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params)) for stage in repo.index.stages
         }
+
+
+@cache
+def resolved_stages() -> dict[str, tuple[str, list[str]]]:
+    return resolve(REPO)
 
 
 @cache
@@ -51,12 +55,14 @@ def stage_module(script: str) -> dict[str, Any]:
 
 
 def read_keys(cmd: str, params: dict[str, Any]) -> list[str]:
-    """The params keys the stage command's ``read_settings`` reads."""
+    """The params keys the stage command's ``read_settings`` reads (through its tree's view, if any)."""
     argv = shlex.split(cmd)
     assert argv[0] == "python" and argv[1].startswith("stages/"), cmd
     module = stage_module(argv[1])
     recorder = ReadRecorder(params)
-    module["read_settings"](module["parser"].parse_args(argv[2:]), recorder)
+    args = module["parser"].parse_args(argv[2:])
+    view, _ = stage_inputs(args, recorder)
+    module["read_settings"](args, view)
     return minimal_reads(recorder.reads)
 
 
@@ -69,10 +75,7 @@ def test_committed_dvc_yaml_is_the_generators_output() -> None:
     assert (REPO / "dvc.yaml").read_text(encoding="utf-8") == generated(), "dvc.yaml is out of date: run `./run python scripts/generate_dvc_yaml.py`"
 
 
-def test_every_resolved_stage_declares_exactly_the_keys_its_code_reads() -> None:
-    params = load_params(REPO / "params.yaml")
-    stages = resolved_stages()
-    assert len(stages) > 250  # the whole grid, both trees
+def undeclared_or_unread(stages: dict[str, tuple[str, list[str]]], params: dict[str, Any]) -> dict[str, Any]:
     problems = {}
     for name, (cmd, declared) in stages.items():
         if name == "fingerprints":
@@ -81,7 +84,55 @@ def test_every_resolved_stage_declares_exactly_the_keys_its_code_reads() -> None
         undeclared, unread = key_mismatch(declared, read_keys(cmd, params))
         if undeclared or unread:
             problems[name] = {"read but not declared": undeclared, "declared but not read": unread}
-    assert problems == {}
+    return problems
+
+
+def test_every_resolved_stage_declares_exactly_the_keys_its_code_reads() -> None:
+    stages = resolved_stages()
+    assert len(stages) > 250  # the whole grid, both trees
+    assert undeclared_or_unread(stages, load_params(REPO / "params.yaml")) == {}
+
+
+def test_a_tree_in_params_gets_its_stages_with_their_own_keys_paths_and_axes(tmp_path: Path) -> None:
+    """Two trees of params.yaml (another seed from training on; a wider LSTM cell state on the main tree's
+    float models) become stages that DVC resolves, each declaring exactly what its code reads."""
+    params = load_params(REPO / "params.yaml")
+    params["trees"] = {
+        "seed_b": {"rerun_from": "train", "params": {"seed": 7, "grid": {"bit_widths": [4, 3]}}},
+        "wide": {"rerun_from": "calibration_sets", "params": {"quantization": {"cell_state_bit_width": 16}, "grid": {"bit_widths": [3]}}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    text = generator.generate(tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text(text, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    stages = resolve(tmp_path)
+    assert undeclared_or_unread(stages, params) == {}
+
+    def cells(prefix: str) -> set[str]:
+        return {name.split("@")[1] for name in stages if name.startswith(prefix + "@")}
+
+    assert cells("seed_b_train") == cells("train") and cells("seed_b_evaluate") == cells("evaluate")
+    assert cells("seed_b_calibrate") == {c for c in cells("calibrate") if c.split("-")[2] in {"4", "3"}}
+    assert "wide_train" not in text and "wide_noise_float" not in text  # it reuses the main tree's float models
+    assert cells("wide_calibrate") == {c for c in cells("calibrate") if c.split("-")[2] == "3"}
+    cmd, declared = stages["wide_calibrate@ag_news-generative-3-class_conditional"]
+    assert cmd.endswith("--tree wide") and "trees.wide.params" in declared and "trees.wide.rerun_from" in declared
+    assert "quantization.act_high_percentile" in declared  # not overridden: read from the file
+    assert "quantization.cell_state_bit_width" not in declared  # overridden: editing the file's value leaves the tree as it is
+    _, declared = stages["seed_b_train@ag_news-generative"]
+    assert "trees.seed_b.params" in declared and "seed" not in declared
+    document = yaml.safe_load(text)["stages"]
+    wide_deps = document["wide_calibrate"]["deps"]
+    assert "models/float/${item.dataset}/${item.model_type}" in wide_deps and "data/tokenized/${item.dataset}" in wide_deps
+    assert "variants/wide/data/calibration/${item.dataset}/${item.model_type}" in wide_deps
+    seed_deps = document["seed_b_calibrate"]["deps"]
+    assert "variants/seed_b/models/float/${item.dataset}/${item.model_type}" in seed_deps and "data/tokenized/${item.dataset}" in seed_deps
+    assert document["seed_b_calibrate"]["matrix"]["bit_width"] == "${trees.seed_b.params.grid.bit_widths}"
+    assert all(o.startswith("variants/") for stage in ("seed_b_train", "wide_calibrate") for o in map(out_path, document[stage]["outs"]))
+
+
+def out_path(out: str | dict[str, Any]) -> str:
+    return out if isinstance(out, str) else next(iter(out))
 
 
 def test_the_key_check_fails_when_a_declared_key_is_removed_or_added() -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lstm_ptq import findings as F
+from lstm_ptq.artifacts import save_arrays, write_json
+from lstm_ptq.evaluation import Evaluation, save_test_scores
+from lstm_ptq.paths import ProjectPaths
+from lstm_ptq.pipeline import findings
 from lstm_ptq.stats import Interval
 
 
@@ -79,3 +84,63 @@ def test_judgement_formats_points_and_raw_values() -> None:
     assert j.formatted() == ("+1.23", "[+0.10, +2.00]")
     raw = F.Judgement("C", "d", "s", "q", Interval(0.0123, math.nan, math.nan, 0, 0.95), "t", math.nan, "inconclusive", "raw")
     assert raw.formatted() == ("+0.012", "n/a")
+
+
+# --------------------------------------------------------------------------------------------------
+# Seeds: per-seed estimates and predictions pooled over seeds
+# --------------------------------------------------------------------------------------------------
+
+
+def test_seed_interval_is_the_student_t_interval_of_the_per_seed_estimates() -> None:
+    spread = F.seed_interval([0.01, 0.02, 0.03])
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert spread.mean == pytest.approx(0.02) and spread.n == 3
+    assert (spread.low, spread.high) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    single = F.seed_interval([0.05])
+    assert single.mean == 0.05 and math.isnan(single.low) and math.isnan(single.high)
+
+
+def test_correctness_pooled_over_seeds_is_judged_by_the_document_bootstrap() -> None:
+    rng = np.random.default_rng(3)
+    a = [rng.random(400) < 0.8 for _ in range(3)]
+    b = [rng.random(400) < 0.6 for _ in range(3)]
+    pooled_a, pooled_b = np.mean(a, axis=0), np.mean(b, axis=0)
+    judged = F.accuracy_difference("C", "d", "4-bit", "q", pooled_a, pooled_b, 0)
+    assert judged.test.startswith("document bootstrap") and judged.verdict == "reproduced"
+    assert judged.estimate.mean == pytest.approx(np.mean([x.mean() - y.mean() for x, y in zip(a, b)]))
+    assert F.accuracy_difference("C", "d", "4-bit", "q", a[0], b[0], 0).test.startswith("McNemar")
+
+
+def write_tree(root: Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
+    """A tree's test predictions: the float models' and class-conditional 4-bit cells', as the stages save them."""
+    paths = ProjectPaths(root)
+    for key, predicted in predictions.items():
+        model_type, _, cell = key.partition(":")
+        scores = np.eye(2, dtype=np.float32)[predicted]
+        evaluation = Evaluation(predicted, labels, np.zeros(len(labels)), scores)
+        path = paths.float_test_scores("ag_news", model_type) if not cell else paths.calibrated_test_scores("ag_news", model_type, 4, "class_conditional")
+        save_test_scores(path, evaluation)
+
+
+def test_a_seed_pool_averages_each_documents_correctness_over_the_seed_trees(tmp_path: Path) -> None:
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    tokenized = ProjectPaths(tmp_path).tokenized("ag_news")
+    save_arrays(tokenized / "test.npz", tokens=np.ones((6, 3), dtype=np.int64), lengths=np.full(6, 3), labels=labels, source_rows=np.arange(6))
+    write_json(tokenized / "classes.json", ["World", "Sports"])
+    main = {"generative": labels, "generative:cell": 1 - labels}  # float all right, the cell all wrong
+    other = {"generative": labels, "generative:cell": labels}  # the other seed's cell all right
+    write_tree(tmp_path, labels, main)
+    write_tree(tmp_path / "variants" / "seed_b", labels, other)
+    seed_b = ProjectPaths(tmp_path / "variants" / "seed_b", data_root=tmp_path)
+    members = (
+        findings.Context(ProjectPaths(tmp_path), "ag_news", (4,), ("class_conditional",), 1, ("generative",)),
+        findings.Context(seed_b, "ag_news", (4,), ("class_conditional",), 2, ("generative",)),
+    )
+    pool = findings.SeedPool(ProjectPaths(tmp_path), "ag_news", (4,), ("class_conditional",), 1, ("generative",), members=members)
+    assert pool.correct("generative").tolist() == [1.0] * 6
+    assert pool.correct("generative", 4, "class_conditional").tolist() == [0.5] * 6
+    c3 = next(c for c in findings.CLAIMS if c.key == "C3")
+    (judged,) = findings._judge(c3, pool)  # margin - drop at 4 bits: SMALL_DROP - 0.5 on every document
+    assert judged.estimate.mean == pytest.approx(F.SMALL_DROP - 0.5) and judged.verdict == "contradicted"
+    c1 = next(c for c in findings.CLAIMS if c.key == "C1")
+    assert findings._judge(c1, pool) == []  # C1 needs both model types; this pool has only the generative one

@@ -37,7 +37,6 @@ def tiny_profile(params: dict) -> dict:
     params["train"].update(
         {"max_epochs": 1, "patience": 1, "train_accuracy_rows": 100, "num_threads": 1, "discriminative": {}, "generative": {"max_epochs": 1}}
     )
-    params["runtime"]["num_threads"] = 1
     params["noise"]["levels"] = [0, 0.1]
     params["final_layer"]["documents"] = 64
     params["noise_quantized"]["test_documents"] = 200
@@ -139,7 +138,7 @@ def test_analysis_and_findings_outputs(tiny: tuple[DvcProject, str]) -> None:
     report = (root / "reports/findings.md").read_text()
     with open(root / "reports/findings.csv", newline="") as handle:
         judged = list(csv.DictReader(handle))
-    assert {r["claim"] for r in judged} == {"C1", "C2", "C3", "C4", "C5", "C7", "C9", "C10", "C11", "C12"}
+    assert {r["claim"] for r in judged} == {"C1", "C2", "C3", "C4", "C5", "C7", "C9", "C10", "C11", "C12", "C13", "C14", "C15"}
     assert {r["verdict"] for r in judged} <= {"reproduced", "contradicted", "inconclusive"}
     for key in ("C1", "C6", "C8", "C13", "C15"):
         assert f"### {key} " in report

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis) of the code that reads untrusted input: the release CSV parser, the
-text cleaner, the ``.npz`` loader and the params.yaml validator. Each either returns what it promises or
-raises the project's own error naming the file, line or key; no other exception type gets out.
+text cleaner, the ``.npz`` loader with the tokenized split's checks on top of it, and the params.yaml
+validator. Each either returns what it promises or raises the project's own error naming the file, line
+or key; no other exception type gets out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from lstm_ptq.artifacts import arrays_to_bytes, load_arrays
 from lstm_ptq.datasets import DATASETS, Document, parse_release_csv
 from lstm_ptq.errors import DataError, ParamError
-from lstm_ptq.settings import DATASET_KEY, MODEL_TYPE_KEY, MODEL_TYPE_NAMES, SCHEMA, load_params, validate_params
+from lstm_ptq.preprocess import EncodedSplit, load_split
+from lstm_ptq.settings import DATASET_KEY, MODEL_TYPE_KEY, MODEL_TYPE_NAMES, SCHEMA, TREE_KEY, TREE_NAME, load_params, validate_params
 from lstm_ptq.text import clean_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,11 +235,52 @@ def test_a_corrupt_deflated_member_is_a_data_error(tmp_path: Path) -> None:
         load_arrays(path)
 
 
+split_arrays = st.fixed_dictionaries(
+    {
+        name: arrays(st.sampled_from([np.int32, np.int64, np.int8, np.float32]), array_shapes(min_dims=1, max_dims=2, max_side=4), elements=st.integers(-2, 6))
+        for name in ("tokens", "lengths", "labels", "source_rows")
+    }
+)
+
+
+def load_split_or_data_error(path: Path) -> EncodedSplit | None:
+    """The split, checked to hold what the models may index with, or None after a DataError naming the file."""
+    try:
+        split = load_split(path.parent, path.stem, num_classes=NUM_CLASSES)
+    except DataError as exc:
+        assert str(exc).startswith(f"{path}: "), str(exc)
+        return None
+    assert len(split.tokens) == len(split.lengths) == len(split.labels) == len(split.source_rows)
+    assert split.tokens.ndim == 2 and all(a.ndim == 1 for a in (split.lengths, split.labels, split.source_rows))
+    assert all(a.dtype.kind in "iu" for a in (split.tokens, split.lengths, split.labels, split.source_rows))
+    assert ((split.lengths >= 1) & (split.lengths <= split.tokens.shape[1])).all() and (split.tokens >= 0).all()
+    assert ((split.labels >= 0) & (split.labels < NUM_CLASSES)).all() and (split.source_rows >= 0).all()
+    return split
+
+
+@PROPERTY
+@given(content=npz_files)
+def test_any_bytes_load_as_a_checked_split_or_a_data_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "train.npz"
+    path.write_bytes(content)
+    load_split_or_data_error(path)
+
+
+@PROPERTY
+@given(original=split_arrays)
+def test_any_split_arrays_load_back_identical_or_give_a_data_error(tmp_path: Path, original: dict[str, np.ndarray]) -> None:
+    path = tmp_path / "test.npz"
+    path.write_bytes(arrays_to_bytes(original))
+    split = load_split_or_data_error(path)
+    if split is not None:
+        assert all(np.array_equal(getattr(split, name), array) and getattr(split, name).dtype == array.dtype for name, array in original.items())
+
+
 # --------------------------------------------------------------------------------------------------
 # The params.yaml validator
 # --------------------------------------------------------------------------------------------------
 
-WILDCARD_NAMES = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
+WILDCARD_NAMES = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES, TREE_KEY: ("seed_b", "wide")}  # any TREE_NAME for trees
 
 
 def valid_keys(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,17 +292,28 @@ def valid_keys(schema: Mapping[str, Any]) -> dict[str, Any]:
     return keys
 
 
+def sub_schema(schema: Mapping[str, Any], key: Any) -> Any:
+    """The schema of ``key`` in a section of ``schema``; KeyError when the section may not hold it."""
+    allowed = valid_keys(schema)
+    if isinstance(key, str) and key in allowed:
+        return allowed[key]
+    if TREE_KEY in schema and isinstance(key, str) and TREE_NAME.match(key):
+        return schema[TREE_KEY]
+    raise KeyError(key)
+
+
 def first_problem(params: Any, schema: Mapping[str, Any], where: str = "") -> str | None:
     """The dotted key of the first unknown key or non-mapping section, in the file's order; None if there is none."""
     if not isinstance(params, Mapping):
         return where or "params.yaml"
-    allowed = valid_keys(schema)
     for key, value in params.items():
         name = f"{where}.{key}" if where else str(key)
-        if not isinstance(key, str) or key not in allowed:
+        try:
+            sub = sub_schema(schema, key)
+        except KeyError:
             return name
-        if isinstance(allowed[key], dict) and value is not None:
-            problem = first_problem(value, allowed[key], name)
+        if isinstance(sub, dict) and value is not None:
+            problem = first_problem(value, sub, name)
             if problem is not None:
                 return problem
     return None

@@ -28,8 +28,10 @@ from lstm_ptq.cli import run_stage
 from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.models import ModelConfig
 from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
-from lstm_ptq.pipeline.noise import build_noise_trained_data, quantized_noise_stage
-from lstm_ptq.pipeline.ptq import calibrate_stage, calibration_sets_stage, quantize_stage
+from lstm_ptq.pipeline.calibration_sets import calibration_sets_stage
+from lstm_ptq.pipeline.data import build_noise_trained_data
+from lstm_ptq.pipeline.noise import quantized_noise_stage
+from lstm_ptq.pipeline.ptq import calibrate_stage, quantize_stage
 from lstm_ptq.pipeline.reports import GRID_COLUMNS
 from lstm_ptq.preprocess import evenly_spaced, load_split
 from lstm_ptq.quantization import is_calibrated, load_quantized
@@ -71,11 +73,11 @@ def stage_script(name: str) -> dict[str, Any]:
     return runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="stage")
 
 
-def run_in_process(name: str, params_file: Path, root: Path, *items: object) -> None:
+def run_in_process(name: str, params_file: Path, root: Path, *items: object, tree: str | None = None) -> None:
     """A stage exactly as its dvc.yaml command runs it (argv, params file validated as a whole, the
     script's settings), in this process; its error message is shown if it fails."""
     script = stage_script(name)
-    argv = [*map(str, items), "--params", str(params_file), "--root", str(root)]
+    argv = [*map(str, items), "--params", str(params_file), "--root", str(root), *(["--tree", tree] if tree else [])]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -123,6 +125,33 @@ def test_calibration_sets_share_one_size_and_differ_in_composition(grid: tuple[P
     assert len(np.unique(labels[rows["classes_1"]])) == 1
     counts = np.bincount(labels[rows["class_conditional"]], minlength=4)
     assert counts.max() - counts.min() <= 1
+
+
+def test_a_tree_recalibrates_the_main_trees_float_model_with_its_own_settings(grid: tuple[Path, dict], tmp_path: Path) -> None:
+    """trees.<name> with rerun_from calibration_sets: the PTQ stages rerun under variants/<name> on the main
+    tree's data and float model, with the tree's settings, and leave the main tree's files as they were."""
+    root, params = grid
+    params = copy.deepcopy(params)
+    grid = {"bit_widths": [3], "calibration_schemes": ["class_conditional"], "noise_quantized_schemes": ["class_conditional"]}
+    overrides = {"quantization": {"cell_state_bit_width": 16}, "grid": grid}
+    params["trees"] = {"wide": {"rerun_from": "calibration_sets", "params": overrides}}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    main_files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "variants" not in p.parts}
+    cell = ("ag_news", "discriminative")
+    run_in_process("calibration_sets", params_file, root, *cell, tree="wide")
+    run_in_process("activation_ranges", params_file, root, *cell, "class_conditional", tree="wide")
+    run_in_process("quantize", params_file, root, *cell, 3, tree="wide")
+    run_in_process("calibrate", params_file, root, *cell, 3, "class_conditional", tree="wide")
+    tree, main = ProjectPaths(root / "variants" / "wide"), ProjectPaths(root)
+    rows = load_arrays(tree.calibration_rows(*cell))
+    assert list(rows) == ["class_conditional"]  # the tree's own scheme list
+    wide = read_json(tree.calibrate_metrics(*cell, 3, "class_conditional"))
+    same = read_json(main.calibrate_metrics(*cell, 3, "class_conditional"))
+    assert (wide["cell_state_bit_width"], same["cell_state_bit_width"]) == (16, 3)
+    assert wide["float_accuracy"] == same["float_accuracy"]  # one float model
+    assert not (root / "variants" / "wide" / "models" / "float").exists()
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "variants" not in p.parts} == main_files
 
 
 def test_every_cell_has_metrics_and_a_calibrated_checkpoint(grid: tuple[Path, dict]) -> None:
@@ -174,7 +203,9 @@ def test_calibrate_without_its_ranges_names_the_missing_file(grid: tuple[Path, d
     source.rename(moved)
     try:
         with pytest.raises(DataError, match=r"activation_ranges/ag_news/discriminative/classes_1/ranges\.npz: missing"):
-            calibrate_stage("ag_news", "discriminative", 3, "classes_1", *settings_of("calibrate", params, "ag_news", "discriminative", 3, "classes_1"), root)
+            calibrate_stage(
+                "ag_news", "discriminative", 3, "classes_1", *settings_of("calibrate", params, "ag_news", "discriminative", 3, "classes_1"), ProjectPaths(root)
+            )
     finally:
         moved.rename(source)
 
@@ -235,15 +266,17 @@ def test_ptq_report_csvs_match_the_csv_module(grid: tuple[Path, dict]) -> None:
 def test_bad_grid_parameters_are_named(grid: tuple[Path, dict]) -> None:
     root, params = grid
     with pytest.raises(ParamError, match="quantization.bit_width"):
-        quantize_stage("ag_news", "discriminative", 17, QuantizationSettings.from_params(params), root)
+        quantize_stage("ag_news", "discriminative", 17, QuantizationSettings.from_params(params), ProjectPaths(root))
     with pytest.raises(ParamError, match="unknown calibration scheme"):
-        calibrate_stage("ag_news", "discriminative", 8, "loudest_class", *settings_of("calibrate", params, "ag_news", "discriminative", 8, "classes_1"), root)
+        calibrate_stage(
+            "ag_news", "discriminative", 8, "loudest_class", *settings_of("calibrate", params, "ag_news", "discriminative", 8, "classes_1"), ProjectPaths(root)
+        )
     bad = copy.deepcopy(params)
     bad["calibration"]["fraction"] = 1.5
     with pytest.raises(ParamError, match=r"calibration\.fraction: 1\.5 is not in \(0, 1\]"):
         settings_of("calibration_sets", bad, "ag_news", "discriminative")
     with pytest.raises(ParamError, match="calibration.fraction"):  # the stage body checks it too
-        calibration_sets_stage("ag_news", "discriminative", SCHEMES, CalibrationSettings(1.5, 32, "all_labels"), params["seed"], root)
+        calibration_sets_stage("ag_news", "discriminative", SCHEMES, CalibrationSettings(1.5, 32, "all_labels"), params["seed"], ProjectPaths(root))
     # the stage scripts name a bad matrix item before they touch anything
     for name, items, message in (
         ("quantize", ("ag_news", "discriminative", 17), "bit_width: 17 is outside"),
@@ -392,7 +425,7 @@ def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: t
 def test_noise_on_a_test_subset_scores_the_same_documents_at_every_level(noisy_grid: tuple[Path, dict]) -> None:
     root, params = noisy_grid
     cell = ("ag_news", "discriminative", 8, "class_conditional", "uniform_substitution")
-    subset = quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 100), *cell), root)
+    subset = quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 100), *cell), ProjectPaths(root))
     assert subset["documents"] == 100
     rows = evenly_spaced(400, 100)
     assert len(np.unique(rows)) == 100 and rows[0] == 0 and rows[-1] == 399

@@ -20,6 +20,7 @@ from lstm_ptq.settings import (
     RemoteSource,
     TokenizeSettings,
     TrainSettings,
+    TreeSettings,
     load_params,
     minimal_reads,
     validate_params,
@@ -305,3 +306,79 @@ def test_model_type_names_match_the_model_registry():
     from lstm_ptq.settings import MODEL_TYPE_NAMES
 
     assert tuple(MODEL_TYPES) == MODEL_TYPE_NAMES
+
+
+# --------------------------------------------------------------------------------------------------
+# Project trees: the same stages with some settings changed
+# --------------------------------------------------------------------------------------------------
+
+
+def with_trees(**trees: dict) -> dict:
+    params = load_params(REPO / "params.yaml")
+    params["trees"] = trees
+    return params
+
+
+def test_a_tree_sees_its_params_laid_over_the_file_and_records_where_each_value_came_from():
+    params = with_trees(seed_b={"rerun_from": "train", "params": {"seed": 7, "train": {"generative": {"max_epochs": 9}}, "grid": {"bit_widths": [4, 3]}}})
+    validate_params(params)
+    recorder = ReadRecorder(params)
+    view = TreeSettings.from_params(recorder, "seed_b").view(recorder)
+    train = TrainSettings.from_params(view, "generative")
+    assert (train.seed, train.max_epochs, train.patience) == (7, 9, params["train"]["generative"]["patience"])
+    assert GridSettings.from_params(view).bit_widths == (4, 3)
+    assert GridSettings.from_params(view).datasets == GridSettings.from_params(params).datasets
+    reads = minimal_reads(recorder.reads)
+    assert "trees.seed_b.rerun_from" in reads and "trees.seed_b.params.seed" in reads
+    assert "seed" not in reads  # the tree's own seed replaced it: editing the top-level seed does not rerun the tree
+    # a key the tree does not override is read from the file; whether the tree overrides it depends on the
+    # whole override section, which is recorded (adding a key to it reruns the tree's stage)
+    assert "train.learning_rate" in reads and "trees.seed_b.params.train" in reads
+    assert "grid.datasets" in reads and "trees.seed_b.params.grid" in reads and "grid.bit_widths" not in reads
+
+
+def test_tree_paths_write_under_variants_and_read_the_main_trees_inputs(tmp_path):
+    params = with_trees(seed_b={"rerun_from": "train"}, wide={"rerun_from": "calibration_sets", "params": {"quantization": {"cell_state_bit_width": 16}}})
+    seed_paths = TreeSettings.from_params(params, "seed_b").paths(tmp_path)
+    wide_paths = TreeSettings.from_params(params, "wide").paths(tmp_path)
+    for paths in (seed_paths, wide_paths):
+        assert paths.tokenized("ag_news") == tmp_path / "data" / "tokenized" / "ag_news"
+        assert paths.calibrated("ag_news", "generative", 3, "class_conditional").is_relative_to(tmp_path / "variants" / paths.root.name)
+    assert seed_paths.float_model_dir("ag_news", "generative") == tmp_path / "variants" / "seed_b" / "models" / "float" / "ag_news" / "generative"
+    assert wide_paths.float_model_dir("ag_news", "generative") == tmp_path / "models" / "float" / "ag_news" / "generative"
+    assert QuantizationSettings.from_params(TreeSettings.from_params(params, "wide").view(params)).cell_state_bit_width == 16
+    assert QuantizationSettings.from_params(params).cell_state_bit_width is None  # the main tree: `same`
+
+
+@pytest.mark.parametrize(
+    "trees, expected",
+    [
+        ({"Seed": {"rerun_from": "train"}}, "trees.Seed: 'Seed' is not a tree name"),
+        ({"seed_b": {"rerun_from": "train", "params": {"sed": 7}}}, "trees.seed_b.params.sed: unknown key; did you mean 'seed'?"),
+        ({"seed_b": {"rerun_from": "train", "params": {"trees": {}}}}, "trees.seed_b.params.trees: unknown key"),
+        ({"seed_b": {"rerun_form": "train"}}, "trees.seed_b.rerun_form: unknown key; did you mean 'rerun_from'?"),
+    ],
+)
+def test_a_misspelt_tree_key_is_an_error_naming_it(trees, expected):
+    with pytest.raises(ParamError, match=f"^{re.escape(expected)}"):
+        validate_params(with_trees(**trees))
+
+
+@pytest.mark.parametrize(
+    "name, tree, expected",
+    [
+        ("seed_b", {"rerun_from": "quantize"}, "trees.seed_b.rerun_from: 'quantize' is not one of ['train', 'calibration_sets']"),
+        ("seed_b", {"params": {"seed": 7}}, "trees.seed_b.rerun_from: missing from params.yaml"),
+        ("noise_trained", {"rerun_from": "train"}, "trees.noise_trained: 'noise_trained' is not a usable tree name"),
+        ("seed_b", {"rerun_from": "train", "params": [1]}, "trees.seed_b.params: [1] is not a mapping of settings"),
+    ],
+)
+def test_bad_tree_settings_name_the_dotted_key(name, tree, expected):
+    params = with_trees(**{name: tree})
+    with pytest.raises(ParamError, match=f"^{re.escape(expected)}"):
+        TreeSettings.from_params(params, name).view(params)
+
+
+def test_a_missing_tree_names_its_key():
+    with pytest.raises(ParamError, match=r"^trees\.seed_c: missing from params\.yaml$"):
+        TreeSettings.from_params(with_trees(seed_b={"rerun_from": "train"}), "seed_c")

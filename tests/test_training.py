@@ -18,6 +18,7 @@ import yaml
 from lstm_ptq.artifacts import read_json
 from lstm_ptq.errors import ParamError
 from lstm_ptq.models import load_state_dict
+from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.pipeline.float import evaluate_stage, train_stage
 from lstm_ptq.preprocess import load_split
 from lstm_ptq.settings import EvaluateSettings, ModelSettings, TrainSettings, load_params
@@ -39,12 +40,12 @@ def small_params(**train_overrides) -> dict:
 
 def train(params: dict, dataset: str, model_type: str, root: Path) -> dict:
     """The train stage with the settings its script reads from ``params``."""
-    return train_stage(dataset, model_type, ModelSettings.from_params(params), TrainSettings.from_params(params, model_type), root)
+    return train_stage(dataset, model_type, ModelSettings.from_params(params), TrainSettings.from_params(params, model_type), ProjectPaths(root))
 
 
 def evaluate(params: dict, dataset: str, model_type: str, root: Path) -> dict:
     """The evaluate stage with the settings its script reads from ``params``."""
-    return evaluate_stage(dataset, model_type, EvaluateSettings.from_params(params, with_prior=True), root)
+    return evaluate_stage(dataset, model_type, EvaluateSettings.from_params(params, with_prior=True), ProjectPaths(root))
 
 
 def clone_project(source: Path, target: Path, params: dict) -> Path:

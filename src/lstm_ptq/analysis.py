@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated  # before Brevitas: it imports Brevitas
+
+# isort: split
+
 import brevitas.nn as qnn
 import numpy as np
 import torch
@@ -15,7 +19,6 @@ from brevitas.quant_tensor import _unpack_quant_tensor
 from torch import nn
 
 from .models import trim_padding
-from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated
 
 
 @torch.no_grad()

@@ -55,14 +55,63 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, dumps_json(obj))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        from .errors import DataError
+def read_json(path: str | os.PathLike[str], expect: type = object) -> Any:
+    """The JSON value in ``path``, which must be an ``expect`` (``dict``, ``list``...); a missing file,
+    bytes that are not UTF-8 JSON, or a value of another type is a DataError naming the file."""
+    from .errors import DataError
 
+    path = Path(path)
+    raw = read_input_bytes(path)
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); expected JSON") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of more than 4,300 digits, nesting deeper than the parser's stack
+        raise DataError(f"{path}: not loadable JSON ({type(exc).__name__})") from None
+    if not isinstance(value, expect):
+        raise DataError(
+            f"{path}: expected a JSON {_JSON_NAMES.get(expect, expect.__name__)}, found a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}"
+        )
+    return value
+
+
+# How JSON calls the Python types json.loads returns, for error messages.
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def read_input_bytes(path: Path) -> bytes:
+    """The bytes of an input file; a missing or unreadable one is a DataError naming it."""
+    from .errors import DataError
+
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def read_frame(path: str | os.PathLike[str], columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV table the pipeline wrote (:func:`write_frame`), which must hold ``columns``; a missing,
+    empty or malformed file is a DataError naming it."""
+    import pandas as pd
+
+    from .errors import DataError
+
+    path = Path(path)
+    raw = read_input_bytes(path)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty; expected a CSV table with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV table ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing}; expected columns {list(columns)}")
+    return frame
 
 
 def arrays_to_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -100,6 +149,36 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         if not isinstance(value, np.ndarray):  # NpzFile returns the raw bytes of a member not named *.npy
             raise DataError(f"{path}: member {name!r} is not a .npy array")
     return arrays
+
+
+# numpy dtype kinds, named for error messages
+_KIND_NAMES = {"i": "signed integer", "u": "unsigned integer", "f": "floating point", "b": "boolean"}
+
+
+def require_array(
+    arrays: Mapping[str, np.ndarray], path: Path, name: str, *, ndim: int, kinds: str, low: float | None = None, high: float | None = None
+) -> np.ndarray:
+    """``arrays[name]`` from the file ``path``, checked before use: ``ndim`` dimensions, a dtype of one of
+    the numpy ``kinds`` (``"iu"``: integers), finite values in ``[low, high)``. A failure is a DataError
+    naming the file, the array and what was expected; an int64 label of -1 would otherwise index the last class."""
+    from .errors import DataError
+
+    if name not in arrays:
+        raise DataError(f"{path}: no {name!r} array; found {sorted(arrays)}")
+    array = arrays[name]
+    if array.ndim != ndim:
+        raise DataError(f"{path}: array {name!r} has shape {array.shape}; expected {ndim} dimension{'s' if ndim != 1 else ''}")
+    if array.dtype.kind not in kinds:
+        expected = " or ".join(_KIND_NAMES[k] for k in kinds)
+        raise DataError(f"{path}: array {name!r} has dtype {array.dtype}; expected {expected} values")
+    if array.size and array.dtype.kind == "f" and not bool(np.isfinite(array).all()):
+        raise DataError(f"{path}: array {name!r} holds a NaN or infinite value")
+    bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
+    if array.size and low is not None and array.min() < low:
+        raise DataError(f"{path}: array {name!r} holds {array.min()}; expected values in {bounds}")
+    if array.size and high is not None and array.max() >= high:
+        raise DataError(f"{path}: array {name!r} holds {array.max()}; expected values in {bounds}")
+    return array
 
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> None:

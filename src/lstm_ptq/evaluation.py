@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .artifacts import load_arrays, save_arrays
+from .artifacts import load_arrays, require_array, save_arrays
 from .errors import DataError
 from .preprocess import EncodedSplit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (tokens [B, L], lengths [B]) -> [B, C] class scores, higher is better.
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -98,6 +100,8 @@ def load_test_scores(path: Path, documents: int, num_classes: int) -> dict[str, 
     for name in ("scores", "predictions"):
         if name not in arrays:
             raise DataError(f"{path}: no {name!r} array; expected the output of an evaluate or calibrate stage")
+    require_array(arrays, path, "scores", ndim=2, kinds="f")
+    require_array(arrays, path, "predictions", ndim=1, kinds="iu", low=0, high=num_classes)
     if arrays["scores"].shape != (documents, num_classes) or arrays["predictions"].shape != (documents,):
         raise DataError(
             f"{path}: scores {arrays['scores'].shape} and predictions {arrays['predictions'].shape} do not match the test split "
@@ -114,5 +118,7 @@ def class_log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def confusion_rows(evaluation: Evaluation, class_names: list[str]) -> pd.DataFrame:
     """One row per document (``actual``, ``predicted``), the format ``dvc plots`` draws as a confusion matrix."""
+    import pandas as pd  # here: the quantizing stages import this module and never write a frame
+
     names = np.array(class_names, dtype=object)
     return pd.DataFrame({"actual": names[evaluation.labels], "predicted": names[evaluation.predictions]}, columns=["actual", "predicted"], dtype=object)

@@ -46,6 +46,12 @@ class ModelType:
 # The registry of model types, filled below the float classes; iterating it gives the names.
 MODEL_TYPES: dict[str, ModelType] = {}
 
+# The integer sizes of a model config.
+_SIZES = ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers", "label_embedding_dim")
+# The most weights a model may hold (8 GiB of float32): a config.json asking for more is refused before torch
+# tries to allocate it. The generative model of params.yaml (10,000 words, sizes of 100) holds about 3e6.
+MAX_PARAMETERS = 2**31
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -60,20 +66,46 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
             raise ParamError(f"model_type: unknown model {self.model_type!r}; expected one of {list(MODEL_TYPES)}")
-        for name in ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers", "label_embedding_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ParamError(f"model.{name}: {getattr(self, name)!r} must be >= 1")
+        for name in _SIZES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(f"model.{name}: {value!r} is not an integer")
+            if value < 1:
+                raise ParamError(f"model.{name}: {value!r} must be >= 1")
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ParamError(
+                f"model: {self.parameter_count():,} weights, more than the {MAX_PARAMETERS:,} this pipeline allocates"
+                f" (vocab_size={self.vocab_size}, embedding_dim={self.embedding_dim}, hidden_size={self.hidden_size}, num_layers={self.num_layers})"
+            )
+
+    def parameter_count(self) -> int:
+        """The number of weights the model of this config holds, computed without allocating any."""
+        h = self.hidden_size
+        lstm = 4 * h * (self.embedding_dim + h) + 8 * h + (self.num_layers - 1) * (4 * h * 2 * h + 8 * h)  # W_ih, W_hh, two biases per layer
+        if self.model_type == "generative":
+            head = self.num_classes * self.label_embedding_dim + (h + self.label_embedding_dim + 1) * self.vocab_size
+        else:
+            head = (h + 1) * self.num_classes
+        return self.vocab_size * self.embedding_dim + lstm + head
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> ModelConfig:
+        """A config read from a file: unknown or missing keys, a value of the wrong type or size are a
+        DataError naming ``where`` (the file), raised before any tensor is allocated."""
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise DataError(f"{where}: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        missing = sorted({"model_type", "vocab_size", "num_classes"} - set(data))
+        if missing:
+            raise DataError(f"{where}: missing keys {missing}")
+        try:
+            return cls(**data)
+        except ParamError as exc:
+            raise DataError(f"{where}: {exc}") from None
 
 
 def last_real_index(lengths: torch.Tensor) -> torch.Tensor:
@@ -401,5 +433,5 @@ def save_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 
 def load_float_model(paths: ProjectPaths, dataset: str, model_type: str) -> tuple[ModelConfig, torch.nn.Module]:
     model_dir = paths.float_model_dir(dataset, model_type)
-    config = ModelConfig.from_dict(read_json(model_dir / "config.json"), where=str(model_dir / "config.json"))
+    config = ModelConfig.from_dict(read_json(model_dir / "config.json", expect=dict), where=str(model_dir / "config.json"))
     return config, load_model(config, model_dir / "model.pt")

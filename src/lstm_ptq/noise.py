@@ -348,7 +348,7 @@ def build_noisy_test_sets(
     levels = check_noise_levels(levels, "levels")
     raw_dir, tokenized_dir, out_dir = Path(raw_dir), Path(tokenized_dir), Path(out_dir)
     vocabulary = load_vocabulary(tokenized_dir)
-    clean = load_split(tokenized_dir, "test")
+    clean = load_split(tokenized_dir, "test", spec.num_classes)
     train_rows = load_arrays(tokenized_dir / "train.npz").get("source_rows")
     if train_rows is None:
         raise DataError(f"{tokenized_dir / 'train.npz'}: missing array 'source_rows'")
@@ -409,6 +409,6 @@ def build_noisy_test_sets(
     return stats
 
 
-def load_noisy_split(noisy_dir: str | Path, level: float) -> EncodedSplit:
-    """The test split at one noise level, as written by :func:`build_noisy_test_sets`."""
-    return load_split(noisy_dir, level_name(check_noise_level(level)))
+def load_noisy_split(noisy_dir: str | Path, level: float, num_classes: int | None = None) -> EncodedSplit:
+    """The test split at one noise level, as written by :func:`build_noisy_test_sets`, checked as :func:`load_split` checks it."""
+    return load_split(noisy_dir, level_name(check_noise_level(level)), num_classes)

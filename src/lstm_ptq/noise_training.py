@@ -2,7 +2,7 @@
 section 7, Figure 16): its parameters and the corruption of a training split.
 
 The noise-trained model lives in a variant project tree (:meth:`lstm_ptq.paths.ProjectPaths.noise_trained`)
-laid out like the main one; :func:`lstm_ptq.pipeline.noise.build_noise_trained_data` builds that tree's
+laid out like the main one; :func:`lstm_ptq.pipeline.data.build_noise_trained_data` builds that tree's
 data and :func:`lstm_ptq.pipeline.noise.figure16_stage` draws Figure 16 from both trees.
 """
 

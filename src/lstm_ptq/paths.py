@@ -13,26 +13,40 @@ VARIANT_ROOT = Path("variants") / "noise_trained"
 
 @dataclass(frozen=True)
 class ProjectPaths:
+    """Paths of one project tree. A tree that reruns only part of the study (settings.TreeSettings) reads
+    the rest from another tree: the data (raw, tokenized, noisy test sets) from ``data_root`` and the float
+    models with their evaluation and noise curves from ``float_root`` (both default to ``root``)."""
+
     root: Path
+    data_root: Path | None = None
+    float_root: Path | None = None
+
+    @property
+    def _data(self) -> Path:
+        return self.root if self.data_root is None else self.data_root
+
+    @property
+    def _float(self) -> Path:
+        return self.root if self.float_root is None else self.float_root
 
     # ---------------------------------------------------------------------------------------------
     # Data: download, tokenize, noisy test sets, calibration sets
     # ---------------------------------------------------------------------------------------------
 
     def raw(self, dataset: str) -> Path:
-        return self.root / "data" / "raw" / dataset
+        return self._data / "data" / "raw" / dataset
 
     def tokenized(self, dataset: str) -> Path:
-        return self.root / "data" / "tokenized" / dataset
+        return self._data / "data" / "tokenized" / dataset
 
     def tokenize_metrics(self, dataset: str) -> Path:
-        return self.root / "metrics" / "tokenize" / f"{dataset}.json"
+        return self._data / "metrics" / "tokenize" / f"{dataset}.json"
 
     def noisy(self, dataset: str, noise_model: str) -> Path:
-        return self.root / "data" / "noisy" / dataset / noise_model
+        return self._data / "data" / "noisy" / dataset / noise_model
 
     def noisy_stats(self, dataset: str, noise_model: str) -> Path:
-        return self.root / "metrics" / "noisy_test" / dataset / f"{noise_model}.json"
+        return self._data / "metrics" / "noisy_test" / dataset / f"{noise_model}.json"
 
     def calibration_sets(self, dataset: str, model_type: str) -> Path:
         return self.root / "data" / "calibration" / dataset / model_type
@@ -48,26 +62,26 @@ class ProjectPaths:
     # ---------------------------------------------------------------------------------------------
 
     def float_model_dir(self, dataset: str, model_type: str) -> Path:
-        return self.root / "models" / "float" / dataset / model_type
+        return self._float / "models" / "float" / dataset / model_type
 
     def train_metrics(self, dataset: str, model_type: str) -> Path:
-        return self.root / "metrics" / "train" / dataset / f"{model_type}.json"
+        return self._float / "metrics" / "train" / dataset / f"{model_type}.json"
 
     def train_curve(self, dataset: str, model_type: str) -> Path:
-        return self.root / "plots" / "train" / dataset / f"{model_type}.csv"
+        return self._float / "plots" / "train" / dataset / f"{model_type}.csv"
 
     def resume_state(self, dataset: str, model_type: str) -> Path:
-        return self.root / ".cache" / "train" / f"{dataset}-{model_type}.pt"
+        return self._float / ".cache" / "train" / f"{dataset}-{model_type}.pt"
 
     def evaluate_metrics(self, dataset: str, model_type: str) -> Path:
-        return self.root / "metrics" / "evaluate" / dataset / f"{model_type}.json"
+        return self._float / "metrics" / "evaluate" / dataset / f"{model_type}.json"
 
     def float_test_scores(self, dataset: str, model_type: str) -> Path:
         """The float model's per-document test scores (evaluation.save_test_scores)."""
-        return self.root / "models" / "test_scores" / dataset / f"{model_type}.npz"
+        return self._float / "models" / "test_scores" / dataset / f"{model_type}.npz"
 
     def confusion(self, dataset: str, model_type: str) -> Path:
-        return self.root / "plots" / "confusion" / dataset / f"{model_type}.csv"
+        return self._float / "plots" / "confusion" / dataset / f"{model_type}.csv"
 
     def table1_csv(self) -> Path:
         return self.root / "metrics" / "table1.csv"
@@ -76,10 +90,14 @@ class ProjectPaths:
         return self.root / "metrics" / "table1.md"
 
     def float_noise_metrics(self, dataset: str, model_type: str, noise_model: str) -> Path:
-        return self.root / "metrics" / "noise" / "float" / dataset / model_type / f"{noise_model}.json"
+        return self._float / "metrics" / "noise" / "float" / dataset / model_type / f"{noise_model}.json"
+
+    def float_noise_predictions(self, dataset: str, model_type: str, noise_model: str) -> Path:
+        """The float model's predictions at every noise level (robustness.save_noise_predictions)."""
+        return self._float / "models" / "noise_predictions" / "float" / dataset / model_type / f"{noise_model}.npz"
 
     def float_noise_curve(self, dataset: str, model_type: str, noise_model: str) -> Path:
-        return self.root / "plots" / "noise" / "float" / dataset / model_type / f"{noise_model}.csv"
+        return self._float / "plots" / "noise" / "float" / dataset / model_type / f"{noise_model}.csv"
 
     # ---------------------------------------------------------------------------------------------
     # PTQ grid
@@ -122,6 +140,10 @@ class ProjectPaths:
 
     def quantized_noise_metrics(self, dataset: str, model_type: str, bit_width: int, scheme: str, noise_model: str) -> Path:
         return self.root / "metrics" / "noise" / "quantized" / dataset / model_type / f"w{bit_width}" / scheme / f"{noise_model}.json"
+
+    def quantized_noise_predictions(self, dataset: str, model_type: str, bit_width: int, scheme: str, noise_model: str) -> Path:
+        """A calibrated cell's predictions at every noise level on its test documents."""
+        return self.root / "models" / "noise_predictions" / "quantized" / dataset / model_type / f"w{bit_width}" / scheme / f"{noise_model}.npz"
 
     def noise_grid(self) -> Path:
         return self.root / "metrics" / "noise_grid.csv"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import load_arrays, read_json, save_arrays, staged_output, write_json
+from .artifacts import load_arrays, read_json, require_array, save_arrays, staged_output, write_json
 from .datasets import Document, class_counts, dataset_spec, read_classes, read_release_csv
 from .errors import DataError
 from .settings import TokenizeSettings
@@ -48,17 +48,34 @@ def evenly_spaced(count: int, documents: int | None) -> np.ndarray:
     return np.linspace(0, count - 1, documents).round().astype(np.int64)
 
 
-def load_split(tokenized_dir: str | Path, split: str) -> EncodedSplit:
+def load_split(tokenized_dir: str | Path, split: str, num_classes: int | None = None) -> EncodedSplit:
+    """The split as :func:`build_tokenized` wrote it, every array checked: integer ids >= 0, lengths in
+    1..width (a length of 0 has no last real token), labels in 0..num_classes-1 when ``num_classes`` is given
+    (negative labels always refused), and one row per document in each array."""
     path = Path(tokenized_dir) / f"{split}.npz"
     arrays = load_arrays(path)
     missing = {"tokens", "lengths", "labels", "source_rows"} - set(arrays)
     if missing:
         raise DataError(f"{path}: missing arrays {sorted(missing)}")
-    return EncodedSplit(arrays["tokens"], arrays["lengths"], arrays["labels"], arrays["source_rows"])
+    tokens = require_array(arrays, path, "tokens", ndim=2, kinds="iu", low=0)
+    lengths = require_array(arrays, path, "lengths", ndim=1, kinds="iu", low=1, high=tokens.shape[1] + 1)
+    labels = require_array(arrays, path, "labels", ndim=1, kinds="iu", low=0, high=num_classes)
+    source_rows = require_array(arrays, path, "source_rows", ndim=1, kinds="iu", low=0)
+    counts = {"tokens": len(tokens), "lengths": len(lengths), "labels": len(labels), "source_rows": len(source_rows)}
+    if len(set(counts.values())) != 1:
+        raise DataError(f"{path}: arrays disagree on the number of documents ({counts})")
+    return EncodedSplit(tokens, lengths, labels, source_rows)
 
 
 def load_vocabulary(tokenized_dir: str | Path) -> Vocabulary:
-    return Vocabulary(tuple(read_json(Path(tokenized_dir) / "vocab.json")))
+    path = Path(tokenized_dir) / "vocab.json"
+    words = read_json(path, expect=list)
+    if not all(isinstance(word, str) for word in words):
+        raise DataError(f"{path}: expected a JSON array of words (strings)")
+    try:
+        return Vocabulary(tuple(words))
+    except DataError as exc:  # the special tokens out of place, a duplicate word
+        raise DataError(f"{path}: {exc}") from None
 
 
 def _split_stats(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ import yaml
 
 from .datasets import DATASETS
 from .errors import ParamError
+from .paths import ProjectPaths
 
 SOURCES = ("bundled", "remote")
 MODEL_TYPE_NAMES = ("discriminative", "generative")  # models.MODEL_TYPES without importing torch (a test keeps them equal)
+MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16  # here, not in quantization.spec: checking a bit width imports no torch or Brevitas
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # --------------------------------------------------------------------------------------------------
@@ -32,6 +35,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 DATASET_KEY = "<dataset>"  # a key that stands for every dataset name
 MODEL_TYPE_KEY = "<model_type>"  # a key that stands for every model type name
+TREE_KEY = "<tree>"  # a key that stands for any tree name (TREE_NAME)
+TREE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TRAIN_KEYS = ("batch_size", "learning_rate", "max_epochs", "patience", "grad_clip", "num_threads", "bucket_batches", "train_accuracy_rows")
 
 # Every valid key; a nested dict is a section, None a value.
@@ -70,14 +75,23 @@ SCHEMA: dict[str, Any] = {
     "noise_quantized": dict.fromkeys(("test_documents",)),
     "noise_training": dict.fromkeys(("noise_model", "level", "eval_level")),
     "analysis": dict.fromkeys(("schemes", "ks_sample_size", "documents", "kde_bit_width", "kde_points")),
-    "runtime": dict.fromkeys(("num_threads", "device")),  # read by cli.run_stage for every stage, declared by none (lstm_ptq.runtime)
 }
-_WILDCARDS = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES}
+# A further project tree (TreeSettings): the stages from ``rerun_from`` on, rerun under variants/<name> with
+# ``params`` laid over the top level (any key above, ``grid`` included, e.g. another seed or bit widths).
+SCHEMA["trees"] = {TREE_KEY: {"rerun_from": None, "params": dict(SCHEMA)}}
+_WILDCARDS = {DATASET_KEY: tuple(DATASETS), MODEL_TYPE_KEY: MODEL_TYPE_NAMES, TREE_KEY: None}  # None: any tree name
 
 
 def _closest(key: str, valid: list[str]) -> str:
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else f"; expected one of {valid}"
+
+
+def _matches(wildcard: str, key: Any) -> bool:
+    names = _WILDCARDS[wildcard]
+    if names is None:
+        return isinstance(key, str) and TREE_NAME.match(key) is not None
+    return key in names
 
 
 def validate_params(params: Any, schema: Mapping[str, Any] = SCHEMA, where: str = "") -> None:
@@ -88,9 +102,11 @@ def validate_params(params: Any, schema: Mapping[str, Any] = SCHEMA, where: str 
         name = f"{where}.{key}" if where else str(key)
         sub = schema.get(key, "unknown") if isinstance(key, str) and key not in _WILDCARDS else "unknown"
         if sub == "unknown":
-            wildcard = next((w for w, names in _WILDCARDS.items() if w in schema and key in names), None)
+            wildcard = next((w for w in _WILDCARDS if w in schema and _matches(w, key)), None)
             if wildcard is None:
-                valid = [k for k in schema if k not in _WILDCARDS] + [n for w, names in _WILDCARDS.items() if w in schema for n in names]
+                if TREE_KEY in schema:
+                    raise ParamError(f"{name}: {key!r} is not a tree name (lower-case letters, digits and _, starting with a letter)")
+                valid = [k for k in schema if k not in _WILDCARDS] + [n for w, names in _WILDCARDS.items() if w in schema for n in names or ()]
                 raise ParamError(f"{name}: unknown key{_closest(str(key), valid)}")
             sub = schema[wildcard]
         if isinstance(sub, dict):
@@ -262,9 +278,12 @@ def _name_list(node: Mapping[str, Any], key: str, where: str, check: Any) -> tup
 
 
 def check_bit_width(value: Any, where: str) -> int:
-    from .quantization.spec import check_bit_width  # Brevitas: imported only by the stages that quantize
-
-    return check_bit_width(value, where)
+    """An integer bit width (a numpy integer included) in MIN_BIT_WIDTH..MAX_BIT_WIDTH."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParamError(f"{where}: {value!r} is not an integer bit width")
+    if not MIN_BIT_WIDTH <= int(value) <= MAX_BIT_WIDTH:
+        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
+    return int(value)
 
 
 def check_scheme(name: Any, where: str) -> str:
@@ -449,7 +468,7 @@ class TrainSettings:
     patience: int
     grad_clip: float
     seed: int
-    num_threads: int  # tracked, unlike runtime.num_threads: training bytes may depend on it (tests/test_runtime.py)
+    num_threads: int  # tracked, unlike LSTM_PTQ_THREADS: training bytes may depend on it (lstm_ptq.runtime)
     bucket_batches: int  # batches per length bucket (1 = plain shuffling)
     train_accuracy_rows: int  # training rows scored each epoch for the train-accuracy curve
 
@@ -521,8 +540,6 @@ def _width_or_same(node: Mapping[str, Any], key: str, where: str) -> int | None:
         return None
     if not isinstance(value, int):
         raise ParamError(f"{where}.{key}: {value!r} is neither 'same' (the cell's bit width) nor a bit width")
-    from .quantization.spec import check_bit_width
-
     return check_bit_width(value, f"{where}.{key}")
 
 
@@ -696,3 +713,74 @@ class AnalysisSettings:
         if out.kde_points < 16:
             raise ParamError(f"{where}.kde_points: {out.kde_points} must be >= 16")
         return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Project trees: the same stages rerun with some settings changed
+# --------------------------------------------------------------------------------------------------
+
+TREES_ROOT = Path("variants")
+TREE_STARTS = ("train", "calibration_sets")  # train: new float models; calibration_sets: the main tree's float models
+RESERVED_TREE_NAMES = ("noise_trained",)  # paths.VARIANT_ROOT, the section 7 tree with its own data
+
+
+class TreeView(Mapping[str, Any]):
+    """params as the stages of a tree read them: ``override`` (the tree's ``params``) laid over ``base`` key
+    by key; a section in both is merged, anything else in ``override`` replaces. Built over
+    :class:`ReadRecorder` views, every key read is recorded where its value came from."""
+
+    def __init__(self, base: Mapping[str, Any], override: Mapping[str, Any]) -> None:
+        self._base, self._override = base, override
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._override:
+            value = self._override[key]
+            if isinstance(value, Mapping) and key in self._base and isinstance(self._base[key], Mapping):
+                return TreeView(self._base[key], value)
+            return value
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._override or key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._base, *self._override]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@dataclass(frozen=True)
+class TreeSettings:
+    """``trees.<name>``: a further project tree under variants/<name> that reruns the stages from
+    ``rerun_from`` on (``train``: new float models, e.g. another seed; ``calibration_sets``: the main tree's
+    float models, e.g. another LSTM precision) with the tree's ``params`` laid over params.yaml. The data,
+    and with ``calibration_sets`` the float models, come from the main tree."""
+
+    name: str
+    rerun_from: str
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], name: str) -> TreeSettings:
+        where = f"trees.{name}"
+        if not TREE_NAME.match(name) or name in RESERVED_TREE_NAMES:
+            raise ParamError(f"{where}: {name!r} is not a usable tree name (lower-case letters, digits and _; not {list(RESERVED_TREE_NAMES)})")
+        node = section(params, where)
+        rerun_from = get_typed(node, "rerun_from", str, where)
+        if rerun_from not in TREE_STARTS:
+            raise ParamError(f"{where}.rerun_from: {rerun_from!r} is not one of {list(TREE_STARTS)}")
+        return cls(name, rerun_from)
+
+    def view(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """params as this tree's stages read them."""
+        node = section(params, f"trees.{self.name}")
+        override = node["params"] if "params" in node else None  # not `or {}`: testing a section's truth reads it whole
+        if override is None:
+            override = {}
+        if not isinstance(override, Mapping):
+            raise ParamError(f"trees.{self.name}.params: {override!r} is not a mapping of settings")
+        return TreeView(params, override)
+
+    def paths(self, main: Path = Path(".")) -> ProjectPaths:
+        """The tree's paths: its own outputs under variants/<name>, its inputs from the ``main`` tree."""
+        return ProjectPaths(main / TREES_ROOT / self.name, data_root=main, float_root=main if self.rerun_from == "calibration_sets" else None)

@@ -16,6 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from .quantization import Batch, QuantModel, quant_decoder_parts, using_fast_lstm  # before Brevitas: it imports Brevitas
+
+# isort: split
+
 import numpy as np
 import torch
 from brevitas.graph.calibrate import quantization_status_manager
@@ -26,7 +30,6 @@ from .analysis import final_layer_rows
 from .evaluation import batch_tensors
 from .models import float_decoder_parts, generative_io, label_losses_fast, trim_padding
 from .preprocess import EncodedSplit
-from .quantization import Batch, QuantModel, quant_decoder_parts, using_fast_lstm
 
 
 def is_quantized(model: nn.Module) -> bool:

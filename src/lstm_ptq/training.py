@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .artifacts import load_torch, save_torch
+from .errors import DataError
 from .evaluation import batch_tensors, evaluate, float_scorer, score_split
 from .models import ModelConfig, build_model
 from .preprocess import EncodedSplit
@@ -59,6 +62,35 @@ def _evaluate(model: nn.Module, split: EncodedSplit) -> tuple[float, float]:
     return result.accuracy, float(result.true_label_loss.mean())
 
 
+def _fresh_model(config: ModelConfig, params: TrainSettings) -> tuple[nn.Module, torch.optim.Adam]:
+    """The seeded initial model and its optimizer: the same weights whether or not a resume state was discarded."""
+    torch.manual_seed(params.seed)
+    model = build_model(config)
+    return model, torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+
+
+def _discard(resume_path: Path, reason: str) -> None:
+    warnings.warn(f"{resume_path}: training resume state discarded ({reason}); training restarts from epoch 1", stacklevel=3)
+    resume_path.unlink(missing_ok=True)
+
+
+def load_resume_state(resume_path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The resume state a killed run of this training (``fingerprint``) left, or None: no file, another run's
+    file, or a damaged one (zero bytes, truncated by a full disk or a kill mid-write by an older version),
+    which is discarded with a warning naming it, so every rerun does not fail on it."""
+    if not resume_path.is_file():
+        return None
+    try:
+        saved = load_torch(resume_path, "training resume state")
+    except DataError as exc:
+        _discard(resume_path, str(exc).removeprefix(f"{resume_path}: "))
+        return None
+    if not isinstance(saved, dict):
+        _discard(resume_path, f"a {type(saved).__name__}, not a mapping")
+        return None
+    return saved if saved.get("fingerprint") == fingerprint else None
+
+
 @dataclass
 class TrainResult:
     state_dict: dict[str, torch.Tensor]
@@ -81,25 +113,28 @@ def train_model(
 ) -> TrainResult:
     """Train with early stopping on validation accuracy; returns the best-on-validation state dict."""
     torch.set_num_threads(params.num_threads)
-    torch.manual_seed(params.seed)
     torch.use_deterministic_algorithms(True)
-    model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+    model, optimizer = _fresh_model(config, params)
     history: list[dict[str, float]] = []
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     best_accuracy, best_epoch, stale, start_epoch = -1.0, 0, 0, 1
     elapsed, tokens_seen = 0.0, 0
 
-    if resume_path is not None and resume_path.is_file():
-        saved = load_torch(resume_path, "training resume state")
-        if saved.get("fingerprint") == fingerprint:
+    saved = load_resume_state(resume_path, fingerprint) if resume_path is not None else None
+    if saved is not None:
+        try:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
-            best_state = saved["best_state"]
+            best_state = dict(saved["best_state"])
             history = [dict(row) for row in saved["history"]]
             best_accuracy, best_epoch, stale = float(saved["best_accuracy"]), int(saved["best_epoch"]), int(saved["stale"])
             elapsed, tokens_seen = float(saved["elapsed"]), int(saved["tokens_seen"])
             start_epoch = int(saved["epoch"]) + 1
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a loadable file that is not this run's state
+            _discard(resume_path, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            model, optimizer = _fresh_model(config, params)
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            history, best_accuracy, best_epoch, stale, start_epoch, elapsed, tokens_seen = [], -1.0, 0, 0, 1, 0.0, 0
     resumed_from = start_epoch - 1
 
     rng = np.random.default_rng([params.seed, 0])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import write_frame, write_json
+from ..datasets import dataset_spec
 from ..models import check_vocabulary_fits, load_float_model
 from ..noise import level_name, load_noisy_split
 from ..paths import ProjectPaths
@@ -93,7 +94,7 @@ def _feed(model_type: str, split: EncodedSplit) -> np.ndarray | None:
 
 def _calibration_subset(paths: ProjectPaths, dataset: str, model_type: str, scheme: str, train: EncodedSplit, documents: int | None, batch_size: int) -> list:
     """Label-free batches of ``documents`` evenly spaced rows of the scheme's calibration set (its class mix kept)."""
-    rows = scheme_rows(paths, dataset, model_type, scheme)
+    rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
     return token_batches(train, batch_size, rows[evenly_spaced(len(rows), documents)])
 
 
@@ -124,7 +125,8 @@ def ks_analysis_stage(
     size = analysis.ks_sample_size
     config, float_model = load_float_model(paths, dataset, model_type)
     tokenized = paths.tokenized(dataset)
-    train, test = load_split(tokenized, "train"), load_split(tokenized, "test")
+    num_classes = dataset_spec(dataset).num_classes
+    train, test = load_split(tokenized, "train", num_classes), load_split(tokenized, "test", num_classes)
     check_vocabulary_fits(config, test, str(tokenized / "test.npz"))
     common = common_documents(test, analysis.documents)
     test_batches = token_batches(test, batch_size, common, _feed(model_type, test))
@@ -262,9 +264,9 @@ def token_losses_stage(
         raise ValueError(f"analysis.kde_bit_width {bit_width} is not in grid.bit_widths {list(bit_widths)}")
     config, float_model = load_float_model(paths, dataset, model_type)
     tokenized = paths.tokenized(dataset)
-    test = load_split(tokenized, "test")
+    test = load_split(tokenized, "test", dataset_spec(dataset).num_classes)
     noisy_dir = paths.noisy(dataset, noise.noise_model)
-    noisy = load_noisy_split(noisy_dir, noise.eval_level)
+    noisy = load_noisy_split(noisy_dir, noise.eval_level, dataset_spec(dataset).num_classes)
     for name, split in ((str(tokenized / "test.npz"), test), (str(noisy_dir / f"{level_name(noise.eval_level)}.npz"), noisy)):
         check_vocabulary_fits(config, split, name)
     rows = common_documents(test, analysis.documents)

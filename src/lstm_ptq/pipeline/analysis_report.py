@@ -11,15 +11,24 @@ from typing import Any
 import pandas as pd
 
 from ..analysis_plots import write_figure15, write_ks_figures, write_per_class_figure
-from ..artifacts import read_json, write_frame
+from ..artifacts import read_frame, read_json, write_frame
+from ..datasets import dataset_spec
 from ..errors import DataError
 from ..evaluation import load_test_scores
 from ..paths import ProjectPaths
 from ..per_class import per_class_effects, per_class_summary
 from ..preprocess import load_split
-from ..settings import check_bit_width, check_dataset, check_model_type, check_scheme, get_typed, section
+from ..settings import check_bit_width, check_dataset, check_model_type, check_noise_model, check_scheme, get_typed, section
 
-_AXIS_CHECKS = {"datasets": check_dataset, "model_types": check_model_type, "bit_widths": check_bit_width, "calibration_schemes": check_scheme}
+_AXIS_CHECKS = {
+    "datasets": check_dataset,
+    "model_types": check_model_type,
+    "bit_widths": check_bit_width,
+    "calibration_schemes": check_scheme,
+    "noise_quantized_schemes": check_scheme,
+    "noise_quantized_noise_models": check_noise_model,
+    "noise_trained_datasets": check_dataset,
+}
 
 
 def grid_axis(params: Mapping[str, Any], key: str) -> tuple[Any, ...]:
@@ -56,7 +65,7 @@ def per_class_stage(dataset: str, model_type: str, bit_widths: Sequence[int], sc
     paths = ProjectPaths(root)
     tokenized = paths.tokenized(dataset)
     classes = read_json(tokenized / "classes.json")
-    labels = load_split(tokenized, "test").labels
+    labels = load_split(tokenized, "test", dataset_spec(dataset).num_classes).labels
     shape = (len(labels), len(classes))
     float_run = load_test_scores(paths.float_test_scores(dataset, model_type), *shape)
     records = []
@@ -77,7 +86,7 @@ def per_class_stage(dataset: str, model_type: str, bit_widths: Sequence[int], sc
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: missing; run the {what} stage first (dvc repro)")
-    return pd.read_csv(path)
+    return read_frame(path)
 
 
 def analysis_report_stage(

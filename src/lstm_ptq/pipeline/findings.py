@@ -6,7 +6,7 @@ wording is the catalogue below, every number and verdict is computed here from t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_write_text, read_json, write_frame
+from ..artifacts import atomic_write_text, read_frame, read_json, write_frame
+from ..datasets import dataset_spec
 from ..evaluation import load_test_scores
 from ..findings import (
     ALPHA,
@@ -29,10 +30,13 @@ from ..findings import (
     drop_difference,
     interval_ordering,
     overall,
+    paired_difference,
     precomputed,
+    seed_interval,
 )
 from ..paths import ProjectPaths
 from ..preprocess import load_split
+from ..robustness import NoisePredictions, load_noise_predictions
 from ..stats import VERDICT_RULE, Interval
 from .analysis_report import ks_gaps_table
 
@@ -48,12 +52,14 @@ class Context:
     bit_widths: tuple[int, ...]
     schemes: tuple[str, ...]
     seed: int
+    model_types: tuple[str, ...] = ("discriminative", "generative")
+    noise: NoiseGrid | None = None  # the noise cells run (None: a tree, which runs none the claims read)
     labels: np.ndarray = field(init=False)
     classes: list[str] = field(init=False)
     _cache: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.labels = load_split(self.paths.tokenized(self.dataset), "test").labels
+        self.labels = load_split(self.paths.tokenized(self.dataset), "test", dataset_spec(self.dataset).num_classes).labels
         self.classes = read_json(self.paths.tokenized(self.dataset) / "classes.json")
 
     def correct(self, model_type: str, bit_width: int | None = None, scheme: str | None = None) -> np.ndarray:
@@ -70,17 +76,70 @@ class Context:
     def has(self, *schemes: str) -> bool:
         return all(s in self.schemes for s in schemes)
 
+    def noisy(self, model_type: str, bit_width: int | None = None, scheme: str | None = None, *, variant: bool = False) -> NoisePredictions:
+        """Predictions at every noise level of ``noise.noise_model``: the float model or a calibrated cell, of
+        the main tree or the noise-trained variant (section 7)."""
+        assert self.noise is not None
+        paths = self.paths.noise_trained() if variant else self.paths
+        if bit_width is None:
+            path = paths.float_noise_predictions(self.dataset, model_type, self.noise.noise_model)
+        else:
+            path = paths.quantized_noise_predictions(self.dataset, model_type, bit_width, scheme, self.noise.noise_model)
+        return load_noise_predictions(path, len(self.labels), len(self.classes))
+
     def low_bits(self) -> list[int]:
         return [b for b in self.bit_widths if b in LOW_BIT_WIDTHS]
 
     def ks_gaps(self, model_type: str) -> pd.DataFrame:
-        return pd.read_csv(ks_gaps_table(self.paths, self.dataset, model_type))
+        return read_frame(ks_gaps_table(self.paths, self.dataset, model_type))
 
     def ks(self, model_type: str) -> pd.DataFrame:
-        return pd.read_csv(self.paths.ks_table(self.dataset, model_type))
+        return read_frame(self.paths.ks_table(self.dataset, model_type))
 
     def token_losses(self) -> dict[str, Any]:
         return read_json(self.paths.token_loss_summary(self.dataset))
+
+
+@dataclass(frozen=True)
+class NoiseGrid:
+    """The noise cells the noise claims read: ``noise_model`` (noise_training.noise_model, the paper's
+    substitution noise) at ``levels``, quantized cells for ``schemes`` when that noise model is in
+    grid.noise_quantized_noise_models, and the noise-trained variant's test level ``eval_level``."""
+
+    noise_model: str
+    levels: tuple[float, ...]
+    quantized: bool
+    schemes: tuple[str, ...]
+    eval_level: float
+    variant_datasets: tuple[str, ...]
+
+
+@dataclass
+class SeedPool(Context):
+    """One dataset under several training seeds (the main tree and the seed trees): per-document correctness
+    averaged over the seeds, so each comparison stays paired on the same test documents and is combined
+    across seeds by one document bootstrap."""
+
+    members: tuple[Context, ...] = ()
+
+    def correct(self, model_type: str, bit_width: int | None = None, scheme: str | None = None) -> np.ndarray:
+        return np.mean([m.correct(model_type, bit_width, scheme) for m in self.members], axis=0)
+
+
+@dataclass(frozen=True)
+class TreeRun:
+    """A tree of params.yaml as the report reads it (settings.TreeSettings): its paths, axes and seed, and
+    whether it differs from the main tree only in its seed (and which cells it runs)."""
+
+    name: str
+    paths: ProjectPaths
+    datasets: tuple[str, ...]
+    model_types: tuple[str, ...]
+    bit_widths: tuple[int, ...]
+    schemes: tuple[str, ...]
+    seed: int
+    seed_only: bool
+    changes: str  # its params, as the report prints them
 
 
 def _pct(x: np.ndarray) -> str:
@@ -98,6 +157,8 @@ class Claim:
     several: bool = False  # judged by OVERALL_RULE's "several bit widths" form
     needs: str = ""  # what the claim needs that the grid may not have (shown when it yields no judgement)
     schemes: tuple[str, ...] = ()  # calibration schemes its comparisons read
+    predictions_only: bool = False  # reads only test predictions: judged in every tree and pooled over seeds
+    model_types: tuple[str, ...] = ("discriminative", "generative")  # the models its comparisons read
 
 
 def _c1(ctx: Context) -> list[Judgement]:
@@ -237,7 +298,73 @@ def _c12(ctx: Context) -> list[Judgement]:
     return [precomputed("C12", ctx.dataset, setting, "mean token loss per document (nats), noisy - clean input, CC model", losses["shifts"][key], LOSS_TEST)]
 
 
-NOT_STORED = "the noise stages store accuracies per level, not per-document predictions, so no paired test can be made yet"
+BEYOND_002, FROM_004 = 0.02, 0.04  # "slower decline beyond 0.02" (5.5), "declines sharply for noise of 0.04 and more" (5.5, 7)
+
+
+def _noisy_levels(ctx: Context, above: float, *, inclusive: bool) -> list[float]:
+    assert ctx.noise is not None
+    return [lv for lv in ctx.noise.levels if (lv >= above if inclusive else lv > above)]
+
+
+def _robustness_loss(predictions: NoisePredictions, labels: np.ndarray, levels: list[float], documents: np.ndarray | None = None) -> np.ndarray:
+    """Per document: correct on clean text minus the mean correctness over ``levels``."""
+    return predictions.correct(labels, [0.0], documents).astype(float) - predictions.correct(labels, levels, documents)
+
+
+def _noise_advantage(
+    discriminative: NoisePredictions, generative: NoisePredictions, labels: np.ndarray, levels: list[float], documents: np.ndarray | None = None
+) -> np.ndarray:
+    """Per document: the accuracy the discriminative model loses to noise minus the generative model's."""
+    return _robustness_loss(discriminative, labels, levels, documents) - _robustness_loss(generative, labels, levels, documents)
+
+
+def _c13(ctx: Context) -> list[Judgement]:
+    levels = [] if ctx.noise is None or 0.0 not in ctx.noise.levels else _noisy_levels(ctx, BEYOND_002, inclusive=False)
+    if not levels:
+        return []
+    dis, gen = (_robustness_loss(ctx.noisy(m), ctx.labels, levels) for m in ("discriminative", "generative"))
+    setting = f"float, {ctx.noise.noise_model} > {BEYOND_002:g}"
+    quantity = f"accuracy lost to noise: discriminative ({100 * dis.mean():.2f} pts) - generative ({100 * gen.mean():.2f} pts)"
+    return [paired_difference("C13", ctx.dataset, setting, quantity, dis - gen, ctx.seed)]
+
+
+def _c14(ctx: Context) -> list[Judgement]:
+    noise = ctx.noise
+    if noise is None or not noise.quantized or CC not in noise.schemes or 0.0 not in noise.levels:
+        return []
+    levels = _noisy_levels(ctx, FROM_004, inclusive=True)
+    bit_widths = [b for b in ctx.bit_widths if b in (4, 3)]
+    if not levels or not bit_widths:
+        return []
+    floats = (ctx.noisy("discriminative"), ctx.noisy("generative"))
+    out = []
+    for b in bit_widths:
+        quantized = (ctx.noisy("discriminative", b, CC), ctx.noisy("generative", b, CC))
+        documents = quantized[1].documents
+        float_gap = _noise_advantage(*floats, ctx.labels, levels, documents)
+        quant_gap = _noise_advantage(*quantized, ctx.labels, levels, documents)
+        setting = f"{b}-bit CC, {noise.noise_model} >= {FROM_004:g}"
+        quantity = f"generative noise advantage, float ({100 * float_gap.mean():+.2f} pts) - quantized ({100 * quant_gap.mean():+.2f} pts)"
+        out.append(paired_difference("C14", ctx.dataset, setting, quantity, float_gap - quant_gap, ctx.seed))
+    return out
+
+
+def _c15(ctx: Context) -> list[Judgement]:
+    noise = ctx.noise
+    if noise is None or not noise.quantized or CC not in noise.schemes or ctx.dataset not in noise.variant_datasets:
+        return []
+    out = []
+    for b in ctx.low_bits():
+        trained = ctx.noisy("generative", b, CC, variant=True)
+        clean = ctx.noisy("generative", b, CC)
+        documents = trained.documents
+        a = trained.correct(ctx.labels, [noise.eval_level], documents)
+        c = clean.correct(ctx.labels, [noise.eval_level], documents)
+        setting = f"{b}-bit CC, {noise.noise_model} {noise.eval_level:g}"
+        quantity = f"acc(noise-trained) - acc(clean-trained) ({_pct(a)} vs {_pct(c)})"
+        out.append(accuracy_difference("C15", ctx.dataset, setting, quantity, a, c, ctx.seed))
+    return out
+
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -247,6 +374,7 @@ CLAIMS: tuple[Claim, ...] = (
         "acc(discriminative) - acc(generative) > 0 on the test split.",
         _c1,
         ("../metrics/table1.md",),
+        predictions_only=True,
     ),
     Claim(
         "C2",
@@ -255,6 +383,7 @@ CLAIMS: tuple[Claim, ...] = (
         "At each bit width of 5 and lower: the generative model's accuracy drop from float exceeds the discriminative model's (difference of drops > 0).",
         _c2,
         ("../plots/ptq/figure6.png",),
+        predictions_only=True,
         needs=f"{UC} calibration and a bit width of 5 or lower",
         schemes=(UC,),
     ),
@@ -265,6 +394,8 @@ CLAIMS: tuple[Claim, ...] = (
         f"Drop from float under {100 * SMALL_DROP:g} point at 4 bits and above (our reading of 'stable') and under {100 * MODERATE_DROP:g} points at 3 bits (the paper's number): margin - drop > 0.",
         _c3,
         ("../plots/ptq/figure7.png", "../plots/ptq/figure8.png"),
+        predictions_only=True,
+        model_types=("generative",),
         needs=f"{CC} calibration",
         schemes=(CC,),
     ),
@@ -275,6 +406,8 @@ CLAIMS: tuple[Claim, ...] = (
         "At each bit width of 5 and lower: acc(generative, class-conditional) - acc(generative, class-unconditional) > 0 on the same documents.",
         _c4,
         ("../plots/ptq/figure11.png",),
+        predictions_only=True,
+        model_types=("generative",),
         needs=f"{CC} and {UC} calibration",
         schemes=(CC, UC),
     ),
@@ -285,6 +418,7 @@ CLAIMS: tuple[Claim, ...] = (
         "At each bit width: acc(generative) - acc(discriminative) > 0, both class-conditionally calibrated; the claim holds when at least two bit widths do.",
         _c5,
         ("../plots/ptq/figure7.png",),
+        predictions_only=True,
         several=True,
         needs=f"{CC} calibration",
         schemes=(CC,),
@@ -296,6 +430,7 @@ CLAIMS: tuple[Claim, ...] = (
         "At each bit width of 5 and lower: the accuracy lost going from class-conditional to one-class calibration is larger for the generative model (difference of losses > 0).",
         _c6,
         ("../plots/ptq/figure11.png",),
+        predictions_only=True,
         needs=f"{CC} and {ONE_CLASS} calibration and a bit width of 5 or lower",
         schemes=(CC, ONE_CLASS),
     ),
@@ -356,25 +491,30 @@ CLAIMS: tuple[Claim, ...] = (
         "C13",
         "5.5",
         "The full-precision generative classifier is more robust to character noise than the discriminative one (slower decline beyond 0.02).",
-        "Not judged yet: " + NOT_STORED + ".",
-        None,
+        f"Per document: accuracy lost from clean text to the mean over noise levels above {BEYOND_002:g} (noise_training.noise_model); "
+        "the discriminative model's loss - the generative model's > 0, on the whole test split.",
+        _c13,
         ("../plots/noise/figures/figure9_uniform_substitution.png",),
+        needs="noise levels 0 and above 0.02",
     ),
     Claim(
         "C14",
         "5.5, 7",
         "After quantization the generative model's noise advantage shrinks, most at 4 and 3 bits, where it declines sharply for noise of 0.04 and more.",
-        "Not judged yet: " + NOT_STORED + ".",
-        None,
+        f"At 4 and 3 bits, class-conditional: the generative model's noise advantage (discriminative loss - generative loss, clean to levels >= {FROM_004:g}) "
+        "is larger for the float models than for the quantized ones, on the quantized cells' test documents.",
+        _c14,
         ("../plots/noise/figures/figure10_class_conditional_uniform_substitution.png",),
+        needs=f"noise_quantized cells ({CC}) for noise_training.noise_model at 4 or 3 bits",
     ),
     Claim(
         "C15",
         "7",
         "A generative model trained with noise is more robust on noisy input at low bit widths than the clean-trained one (Figure 16).",
-        "Not judged yet: " + NOT_STORED + ".",
-        None,
+        "At each bit width of 5 and lower, class-conditional, at noise_training.eval_level: acc(noise-trained) - acc(clean-trained) > 0 on the same documents.",
+        _c15,
         ("../plots/noise/figure16/figure16.png",),
+        needs="the noise-trained variant on this dataset (grid.noise_trained_datasets)",
     ),
 )
 
@@ -385,43 +525,144 @@ def _fmt_p(p: float) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
-def findings_stage(root: Path, datasets: Sequence[str], bit_widths: Sequence[int], schemes: Sequence[str], seed: int, settings: dict[str, Any]) -> pd.DataFrame:
-    """Judge every claim on every dataset; write reports/findings.md and reports/findings.csv."""
+POOLED = "seeds pooled"
+COLUMNS = ["tree", "claim", "dataset", "setting", "quantity", "estimate", "low", "high", "unit", "test", "p_value", "verdict"]
+
+
+def findings_stage(
+    root: Path,
+    datasets: Sequence[str],
+    bit_widths: Sequence[int],
+    schemes: Sequence[str],
+    seed: int,
+    settings: dict[str, Any],
+    trees: Sequence[TreeRun] = (),
+    noise: NoiseGrid | None = None,
+) -> pd.DataFrame:
+    """Judge every claim on every dataset, the prediction-only claims also in every tree and pooled over the
+    seed trees; write reports/findings.md and reports/findings.csv."""
     paths = ProjectPaths(root)
-    contexts = {d: Context(paths, d, tuple(bit_widths), tuple(schemes), seed) for d in datasets}
-    judgements: dict[tuple[str, str], list[Judgement]] = {}
-    for claim in CLAIMS:
-        for dataset, ctx in contexts.items():
-            judgements[(claim.key, dataset)] = [] if claim.judge is None else _judge(claim, ctx)
+    contexts = {d: Context(paths, d, tuple(bit_widths), tuple(schemes), seed, noise=noise) for d in datasets}
+    judged = {"main": _judge_all(contexts, CLAIMS)}
+    for tree in trees:
+        judged[tree.name] = _judge_all({d: _tree_context(tree, d) for d in datasets if d in tree.datasets}, PER_TREE)
+    seed_trees = [t for t in trees if t.seed_only]
+    pools = _seed_pools(contexts, seed_trees) if seed_trees else {}
+    if pools:
+        judged[POOLED] = _judge_all(pools, PER_TREE)
     table = pd.DataFrame(
         [
-            {
-                "claim": j.claim,
-                "dataset": j.dataset,
-                "setting": j.setting,
-                "quantity": j.quantity,
-                "estimate": j.estimate.mean,
-                "low": j.estimate.low,
-                "high": j.estimate.high,
-                "unit": "fraction" if j.unit == "points" else "raw",
-                "test": j.test,
-                "p_value": j.p_value,
-                "verdict": j.verdict,
-            }
+            [
+                tree,
+                j.claim,
+                j.dataset,
+                j.setting,
+                j.quantity,
+                j.estimate.mean,
+                j.estimate.low,
+                j.estimate.high,
+                "fraction" if j.unit == "points" else "raw",
+                j.test,
+                j.p_value,
+                j.verdict,
+            ]
+            for tree, judgements in judged.items()
             for rows in judgements.values()
             for j in rows
         ],
-        columns=["claim", "dataset", "setting", "quantity", "estimate", "low", "high", "unit", "test", "p_value", "verdict"],
+        columns=COLUMNS,
         dtype=object,
     )
     reports = root / "reports"
     write_frame(reports / "findings.csv", table)
-    atomic_write_text(reports / "findings.md", _markdown(paths, contexts, judgements, settings))
+    text = _markdown(paths, contexts, judged["main"], settings)
+    text += _seeds_section(pools, judged.get(POOLED, {}), seed_trees, seed)
+    text += _trees_section([t for t in trees if not t.seed_only], judged, datasets)
+    atomic_write_text(reports / "findings.md", text)
     return table
 
 
+PER_TREE = tuple(c for c in CLAIMS if c.predictions_only)
+
+
+def _tree_context(tree: TreeRun, dataset: str) -> Context:
+    return Context(tree.paths, dataset, tree.bit_widths, tree.schemes, tree.seed, tree.model_types)
+
+
+def _judge_all(contexts: Mapping[str, Context], claims: Sequence[Claim]) -> dict[tuple[str, str], list[Judgement]]:
+    return {(claim.key, d): [] if claim.judge is None else _judge(claim, ctx) for claim in claims for d, ctx in contexts.items()}
+
+
+def _seed_pools(contexts: Mapping[str, Context], seed_trees: Sequence[TreeRun]) -> dict[str, SeedPool]:
+    """Per dataset: the main tree and the seed trees on the cells they all ran."""
+    pools = {}
+    for dataset, main in contexts.items():
+        trees = [t for t in seed_trees if dataset in t.datasets and set(t.model_types) == set(main.model_types)]
+        if not trees:
+            continue
+        widths = tuple(b for b in main.bit_widths if all(b in t.bit_widths for t in trees))
+        schemes = tuple(s for s in main.schemes if all(s in t.schemes for t in trees))
+        members = [Context(p, dataset, widths, schemes, seed) for p, seed in [(main.paths, main.seed), *((t.paths, t.seed) for t in trees)]]
+        pools[dataset] = SeedPool(main.paths, dataset, widths, schemes, main.seed, members=tuple(members))
+    return pools
+
+
+def _seeds_section(pools: Mapping[str, SeedPool], pooled: dict[tuple[str, str], list[Judgement]], seed_trees: Sequence[TreeRun], seed: int) -> str:
+    """The prediction-only claims pooled over the training seeds, with the spread of the per-seed estimates."""
+    if not pools:
+        return ""
+    pool = next(iter(pools.values()))
+    seeds = ", ".join([f"{seed} (main tree)", *(f"{t.seed} (`{t.name}`)" for t in seed_trees)])
+    lines = [
+        "## Across training seeds",
+        "",
+        f"Seeds: {seeds}; cells run under every seed: bit widths {', '.join(map(str, pool.bit_widths))}, schemes {', '.join(pool.schemes)}. "
+        f"**Pooled** averages each test document's correctness over the {len(pool.members)} seeds and judges the comparison by one document "
+        f"bootstrap of that average ({BOOTSTRAP_RESAMPLES} resamples; the paired test combined across seeds). **Over seeds** is the mean of "
+        "the per-seed estimates with its Student-t 95% interval, which covers training-seed variance.",
+        "",
+        "| claim | dataset | setting | pooled estimate | 95% interval | p | verdict | over seeds | per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for claim in PER_TREE:
+        for dataset, ctx in pools.items():
+            if (claim.key, dataset) not in pooled:
+                continue
+            per_seed = [_judge(claim, member) if claim.judge else [] for member in ctx.members]
+            for i, j in enumerate(pooled[(claim.key, dataset)]):
+                estimates = [rows[i].estimate.mean for rows in per_seed]
+                spread = seed_interval(estimates)
+                mean, interval = j.formatted()
+                over = f"{100 * spread.mean:+.2f} [{100 * spread.low:+.2f}, {100 * spread.high:+.2f}]"
+                each = ", ".join(f"{100 * e:+.2f}" for e in estimates)
+                lines.append(f"| {claim.key} | {dataset} | {j.setting} | {mean} pts | {interval} | {_fmt_p(j.p_value)} | {j.verdict} | {over} | {each} |")
+    verdicts = [f"{c.key} {d}: **{_claim_verdict(c, pooled[(c.key, d)])}**" for c in PER_TREE for d in pools]
+    lines += ["", "Per claim (pooled): " + "; ".join(verdicts) + ".", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _trees_section(trees: Sequence[TreeRun], judged: Mapping[str, dict[tuple[str, str], list[Judgement]]], datasets: Sequence[str]) -> str:
+    """The prediction-only claims in each tree whose settings differ from the main tree's beyond the seed."""
+    if not trees:
+        return ""
+    lines = [
+        "## Under other settings (trees of params.yaml)",
+        "",
+        "| claim | tree | its settings | " + " | ".join(datasets) + " |",
+        "|---|---|---|" + "---|" * len(datasets),
+    ]
+    for claim in PER_TREE:
+        for tree in trees:
+            verdicts = [
+                _claim_verdict(claim, judged[tree.name][(claim.key, d)]) if (claim.key, d) in judged[tree.name] else "not in this tree" for d in datasets
+            ]
+            lines.append(f"| {claim.key} | `{tree.name}` | {tree.changes} | " + " | ".join(verdicts) + " |")
+    lines += ["", "Every comparison behind these verdicts is in `reports/findings.csv` (column `tree`).", ""]
+    return "\n".join(lines) + "\n"
+
+
 def _judge(claim: Claim, ctx: Context) -> list[Judgement]:
-    if not ctx.has(*claim.schemes):
+    if not ctx.has(*claim.schemes) or not set(claim.model_types) <= set(ctx.model_types):
         return []
     return claim.judge(ctx)
 
@@ -500,7 +741,7 @@ def _diagnostics(paths: ProjectPaths, datasets: Sequence[str]) -> list[str]:
     """What explains the low-bit results (docs/quantization.md, pitfall 7), from metrics/ptq_grid.csv: the share
     of the quantized LSTM's h_t values that are exactly zero on test documents, and whether GPFQ lowered the final
     layer's output error, per model and bit width (class-conditional calibration)."""
-    grid = pd.read_csv(paths.ptq_grid())
+    grid = read_frame(paths.ptq_grid())
     cells = grid.loc[grid["calibration_scheme"] == CC]
     if cells.empty:
         return []

@@ -1,5 +1,5 @@
-"""PTQ grid stages (paper Figure 1): ``quantize`` per bit width, ``calibration_sets`` per model,
-``activation_ranges`` per scheme, ``calibrate`` (ranges + GPFQ + test evaluation) per (bit width,
+"""PTQ grid stages (paper Figure 1): ``quantize`` per bit width, ``activation_ranges`` per scheme (on the
+sets of :mod:`.calibration_sets`), ``calibrate`` (ranges + GPFQ + test evaluation) per (bit width,
 scheme) cell, and ``ptq_report`` (metrics/ptq_grid.csv, Figures 6, 7, 8, 11).
 
 The calibrate cell is split into :func:`observe_activation_ranges`, :func:`refine_cell` and
@@ -8,7 +8,6 @@ The calibrate cell is split into :func:`observe_activation_ranges`, :func:`refin
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ import numpy as np
 import torch
 
 from ..analysis import final_layer_output_error, hidden_state_stats
-from ..artifacts import load_arrays, read_json, save_arrays, write_json
-from ..calibration import build_calibration_sets, check_scheme, needs_predictions
+from ..artifacts import load_arrays, read_json, require_array, save_arrays, write_json
+from ..calibration import check_scheme
+from ..datasets import dataset_spec
 from ..errors import DataError
-from ..evaluation import Evaluation, evaluate, float_scorer, save_test_scores, score_split
+from ..evaluation import Evaluation, evaluate, save_test_scores, score_split
 from ..models import check_vocabulary_fits, load_float_model
 from ..paths import ProjectPaths
 from ..preprocess import EncodedSplit, evenly_spaced, load_split
@@ -39,42 +39,19 @@ from ..quantization import (
 )
 from ..settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
 from . import log
+from .calibration_sets import PREDICTED_LABELS
 
 # Activation ranges do not depend on the bit width (the statistics come from a float pass), so they
 # are observed once per scheme at this bit width and divided by each cell's integer range.
 OBSERVE_BIT_WIDTH = 8
-PREDICTED_LABELS = "predicted_labels"  # the float model's training predictions in rows.npz (predicted_label feeding)
 HIDDEN_STATE_DOCUMENTS = 512  # test documents the hidden-state statistics are measured on
 
 
-def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: QuantizationSettings, root: Path) -> None:
+def quantize_stage(dataset: str, model_type: str, bit_width: int, quantization: QuantizationSettings, paths: ProjectPaths) -> None:
     """Section 4.2.1: weights quantized statically, activation quantizers inserted but not yet set."""
-    paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
     qmodel = quantize(float_model, quantization.spec(bit_width))
     save_quantized(qmodel, paths.quantized(dataset, model_type, bit_width), calibrated=False)
-
-
-def calibration_sets_stage(dataset: str, model_type: str, schemes: Sequence[str], calibration: CalibrationSettings, seed: int, root: Path) -> dict[str, Any]:
-    """Row indices of every calibration scheme (one common size: ``calibration.fraction`` of the training
-    split, or less where a scheme's classes cannot supply it), plus their class histograms; the float
-    model's predicted training labels too when the generative decoder is fed them."""
-    paths = ProjectPaths(root)
-    train = load_split(paths.tokenized(dataset), "train")
-    config, float_model = load_float_model(paths, dataset, model_type)
-    feed_predictions = calibration.decoder_feeding == "predicted_label" and model_type == "generative"
-    predicted = None
-    if needs_predictions(schemes) or feed_predictions:
-        predicted = score_split(float_scorer(float_model), train).argmax(axis=1)
-    rows, summary = build_calibration_sets(train.labels, config.num_classes, calibration.fraction, list(schemes), seed, predicted)
-    if predicted is not None:
-        summary["float_train_accuracy_for_pseudo_labels"] = round(float((predicted == train.labels).mean()), 6)
-    arrays = {name: r.astype(np.int64) for name, r in rows.items()}
-    if feed_predictions:
-        arrays[PREDICTED_LABELS] = predicted.astype(np.int64)
-    save_arrays(paths.calibration_rows(dataset, model_type), **arrays)
-    write_json(paths.calibration_summary(dataset, model_type), summary)
-    return summary
 
 
 def decoder_feed(paths: ProjectPaths, dataset: str, model_type: str, train: EncodedSplit, feeding: str) -> np.ndarray | None:
@@ -88,19 +65,24 @@ def decoder_feed(paths: ProjectPaths, dataset: str, model_type: str, train: Enco
     arrays = load_arrays(rows_file)
     if PREDICTED_LABELS not in arrays:
         raise DataError(f"{rows_file}: no predicted labels; rerun calibration_sets@{dataset}-{model_type} with calibration.decoder_feeding: {feeding}")
-    if len(arrays[PREDICTED_LABELS]) != len(train):
-        raise DataError(f"{rows_file}: {len(arrays[PREDICTED_LABELS])} predicted labels for {len(train)} training documents")
-    return arrays[PREDICTED_LABELS]
+    predicted = require_array(arrays, rows_file, PREDICTED_LABELS, ndim=1, kinds="iu", low=0, high=dataset_spec(dataset).num_classes)
+    if len(predicted) != len(train):
+        raise DataError(f"{rows_file}: {len(predicted)} predicted labels for {len(train)} training documents")
+    return predicted
 
 
-def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> np.ndarray:
-    """The training rows of one scheme's calibration set (output of ``calibration_sets``)."""
+def scheme_rows(paths: ProjectPaths, dataset: str, model_type: str, scheme: str, train_rows: int) -> np.ndarray:
+    """The training rows of one scheme's calibration set (output of ``calibration_sets``): distinct
+    positions in the training split of ``train_rows`` documents."""
     check_scheme(scheme)
     rows_file = paths.calibration_rows(dataset, model_type)
     sets = load_arrays(rows_file)
     if scheme not in sets:
         raise DataError(f"{rows_file}: no rows for scheme {scheme!r}; add it to grid.calibration_schemes and rerun calibration_sets")
-    return sets[scheme]
+    rows = require_array(sets, rows_file, scheme, ndim=1, kinds="iu", low=0, high=train_rows)
+    if len(np.unique(rows)) != len(rows):
+        raise DataError(f"{rows_file}: scheme {scheme!r} lists a training row twice; rerun calibration_sets")
+    return rows
 
 
 def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, batches: list) -> tuple[dict[str, torch.Tensor], int]:
@@ -112,14 +94,13 @@ def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, bat
 
 
 def activation_ranges_stage(
-    dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, root: Path
+    dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, paths: ProjectPaths
 ) -> dict[str, Any]:
     """The percentile range of every activation on the scheme's set, shared by every bit width."""
-    paths = ProjectPaths(root)
     _, float_model = load_float_model(paths, dataset, model_type)
-    train = load_split(paths.tokenized(dataset), "train")
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
     feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme), feed)
+    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme, len(train)), feed)
     started = time.perf_counter()
     ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started
@@ -201,15 +182,14 @@ def calibrate_stage(
     calibration: CalibrationSettings,
     final_layer: FinalLayerSettings,
     evaluate_settings: EvaluateSettings,
-    root: Path,
+    paths: ProjectPaths,
 ) -> dict[str, Any]:
     """The scheme's activation ranges at this bit width (4.2.2), GPFQ (4.2.3), then the test evaluation."""
-    paths = ProjectPaths(root)
     config, float_model = load_float_model(paths, dataset, model_type)
     spec = quantization.spec(bit_width)
     qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
-    rows = scheme_rows(paths, dataset, model_type, scheme)
-    train = load_split(paths.tokenized(dataset), "train")
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
+    rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
     ranges, observed, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
     set_activation_ranges(qmodel, ranges, str(ranges_file))
 
@@ -218,7 +198,7 @@ def calibrate_stage(
     refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer, feed)
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
 
-    test = load_split(paths.tokenized(dataset), "test")
+    test = load_split(paths.tokenized(dataset), "test", dataset_spec(dataset).num_classes)
     check_vocabulary_fits(config, test, str(paths.tokenized(dataset) / "test.npz"))
     classes = read_json(paths.tokenized(dataset) / "classes.json")
     result, hidden, evaluate_seconds = evaluate_cell(qmodel, test, evaluate_settings.batch_size)

@@ -11,6 +11,12 @@ The PTQ flow of Figure 1 in three calls::
 handled, and which test checks it: docs/quantization.md.
 """
 
+# First: Brevitas is imported through brevitas_loader (without TorchDynamo, a stale C++ extension lock
+# cleared). Modules outside the package that use Brevitas import this package before it.
+from . import brevitas_loader  # noqa: F401
+
+# isort: split
+
 # Brevitas runs without TorchScript (its default; BREVITAS_JIT=1 opts in): compiling a model's quantizers
 # costs more than it saves once evaluation and GPFQ run on the fast LSTM (docs/quantization.md, pitfall 9).
 from .activations import (

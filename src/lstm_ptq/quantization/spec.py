@@ -5,24 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 from brevitas.core.stats import StatsOp
 
 from ..errors import ParamError
-
-MIN_BIT_WIDTH, MAX_BIT_WIDTH = 2, 16
+from ..settings import MAX_BIT_WIDTH as MAX_BIT_WIDTH
+from ..settings import MIN_BIT_WIDTH as MIN_BIT_WIDTH
+from ..settings import check_bit_width as check_bit_width
 
 # Symmetric per-tensor weight statistic (section 4.2.1): "minmax" is max|W| (equation 17 for a
 # symmetric range), "percentile" the weight_high_percentile-th percentile of |W|.
 WEIGHT_SCALINGS: dict[str, StatsOp] = {"minmax": StatsOp.MAX, "percentile": StatsOp.PERCENTILE}
-
-
-def check_bit_width(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParamError(f"{where}: {value!r} is not an integer bit width")
-    if not MIN_BIT_WIDTH <= int(value) <= MAX_BIT_WIDTH:
-        raise ParamError(f"{where}: {value!r} is outside {MIN_BIT_WIDTH}..{MAX_BIT_WIDTH}")
-    return int(value)
 
 
 def _check_percentile(value: Any, where: str) -> float:
