@@ -48,13 +48,32 @@ def hash_files(root: Path, *relative: str) -> dict[str, str]:
 
 def snapshot_project(dest: Path) -> Path:
     """Copy what the pipeline needs from the working tree once, so that every repository a test module
-    builds starts from the same files even while the working tree is being edited."""
+    builds starts from the same files even while the working tree is being edited.
+
+    The copy runs the main tree only: params.yaml's ``trees`` (the seed and setting trees of the default
+    study, several hundred stages) are emptied and dvc.yaml is regenerated for that, so each ``dvc`` command
+    of a test resolves the stages it exercises and not the study's trees. Tests of the trees declare their own."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         shutil.copy2(PROJECT_ROOT / name, dest / name)
     for name in PROJECT_DIRS:
         shutil.copytree(PROJECT_ROOT / name, dest / name, ignore=_IGNORED)
+    params = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))
+    params["trees"] = {}
+    write_params(dest, params)
     return dest
+
+
+def write_params(root: Path, params: dict[str, Any]) -> None:
+    """Write params.yaml and the dvc.yaml that scripts/generate_dvc_yaml.py derives from it (the trees'
+    stages and the params each stage declares follow params.yaml)."""
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    try:
+        import generate_dvc_yaml
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "scripts"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (root / "dvc.yaml").write_text(generate_dvc_yaml.generate(root / "params.yaml"), encoding="utf-8")
 
 
 def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
