@@ -7,7 +7,8 @@ from typing import Any
 from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.errors import ParamError
 from lstm_ptq.pipeline.analysis_report import grid_axis
-from lstm_ptq.pipeline.findings import NoiseGrid, TreeRun, findings_stage
+from lstm_ptq.pipeline.findings import NoiseGrid, findings_stage
+from lstm_ptq.pipeline.trees import tree_run
 from lstm_ptq.settings import (
     AnalysisSettings,
     CalibrationSettings,
@@ -16,7 +17,6 @@ from lstm_ptq.settings import (
     NoiseTrainingSettings,
     QuantizationSettings,
     TrainSettings,
-    TreeSettings,
     get_seed,
 )
 
@@ -45,7 +45,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
             "analysis.documents": analysis.documents,
         },
     }
-    trees = [tree_run(args, params, name) for name in params.get("trees") or {}]
+    trees = [tree_run(args.root, params, name) for name in params.get("trees") or {}]
     return grid_axis(params, "datasets"), settings, trees, noise_grid(params)
 
 
@@ -60,32 +60,6 @@ def noise_grid(params: Mapping[str, Any]) -> NoiseGrid:
         eval_level=training.eval_level,
         variant_datasets=grid_axis(params, "noise_trained_datasets"),
     )
-
-
-def tree_run(args: argparse.Namespace, params: Mapping[str, Any], name: str) -> TreeRun:
-    """What the report reads of ``trees.<name>``: it is pooled with the main tree when it reruns training and
-    changes nothing but the seed (and which cells run)."""
-    tree = TreeSettings.from_params(params, name)
-    view, overrides = tree.view(params), params["trees"][name].get("params") or {}
-    return TreeRun(
-        name=name,
-        paths=tree.paths(args.root),
-        datasets=grid_axis(view, "datasets"),
-        model_types=grid_axis(view, "model_types"),
-        bit_widths=grid_axis(view, "bit_widths"),
-        schemes=grid_axis(view, "calibration_schemes"),
-        seed=get_seed(view),
-        seed_only=tree.rerun_from == "train" and set(overrides) <= {"seed", "grid"},
-        changes="; ".join(f"`{key}`: {value}" for key, value in flat_items(overrides)) or "none",
-    )
-
-
-def flat_items(node: Mapping[str, Any], where: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in node.items():
-        name = f"{where}.{key}" if where else key
-        out += flat_items(value, name) if isinstance(value, Mapping) else [(name, value)]
-    return out
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:

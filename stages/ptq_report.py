@@ -1,4 +1,4 @@
-"""Stage ``ptq_report``: metrics/ptq_grid.csv and Figures 6, 7, 8, 11 under plots/ptq/."""
+"""Stage ``ptq_report``: metrics/ptq_grid.csv, metrics/ptq_grid_seeds.csv and Figures 6, 7, 8, 11 under plots/ptq/."""
 
 import argparse
 from collections.abc import Mapping
@@ -6,17 +6,20 @@ from typing import Any
 
 from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.reports import ptq_report_stage
-from lstm_ptq.settings import GridSettings
+from lstm_ptq.pipeline.trees import is_seed_tree, tree_run
+from lstm_ptq.settings import GridSettings, get_seed
 
 parser = stage_parser(__doc__)
 
 
 def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
-    return GridSettings.from_params(params)
+    seed_trees = [tree_run(args.root, params, name) for name in params.get("trees") or {} if is_seed_tree(params, name)]
+    return GridSettings.from_params(params), get_seed(params), seed_trees
 
 
 def main(args: argparse.Namespace, settings: Any) -> None:
-    ptq_report_stage(args.root, settings)
+    grid, seed, seed_trees = settings
+    ptq_report_stage(args.root, grid, seed, seed_trees)
 
 
 if __name__ == "__main__":

@@ -65,15 +65,15 @@ def snapshot_project(dest: Path) -> Path:
 
 
 def write_params(root: Path, params: dict[str, Any]) -> None:
-    """Write params.yaml and the dvc.yaml that scripts/generate_dvc_yaml.py derives from it (the trees'
-    stages and the params each stage declares follow params.yaml)."""
+    """Write params.yaml and the dvc.yaml files that scripts/generate_dvc_yaml.py derives from it (the main one
+    and one per tree: the trees' stages and the params each stage declares follow params.yaml)."""
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     try:
         import generate_dvc_yaml
     finally:
         sys.path.remove(str(PROJECT_ROOT / "scripts"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    (root / "dvc.yaml").write_text(generate_dvc_yaml.generate(root / "params.yaml"), encoding="utf-8")
+    generate_dvc_yaml.write_files(generate_dvc_yaml.generate(root / "params.yaml"), root)
 
 
 def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:

@@ -29,8 +29,13 @@ from lstm_ptq.settings import ReadRecorder, load_params, minimal_reads  # noqa: 
 
 
 @cache
-def generated() -> str:
+def generated_files() -> dict[str, str]:
     return generator.generate()
+
+
+def generated() -> str:
+    """The main dvc.yaml (each tree of params.yaml has its own file, see generated_files)."""
+    return generated_files()[generator.ROOT_FILE]
 
 
 def resolve(project: Path) -> dict[str, tuple[str, list[str]]]:
@@ -71,8 +76,29 @@ def key_mismatch(declared: list[str], read: list[str]) -> tuple[list[str], list[
     return sorted(set(read) - set(declared)), sorted(set(declared) - set(read))
 
 
-def test_committed_dvc_yaml_is_the_generators_output() -> None:
-    assert (REPO / "dvc.yaml").read_text(encoding="utf-8") == generated(), "dvc.yaml is out of date: run `./run python scripts/generate_dvc_yaml.py`"
+def test_committed_dvc_yaml_files_are_the_generators_output() -> None:
+    files = generated_files()
+    assert set(files) == {"dvc.yaml", *(f"variants/{name}/dvc.yaml" for name in load_params(REPO / "params.yaml")["trees"])}
+    for path, text in files.items():
+        assert (REPO / path).read_text(encoding="utf-8") == text, f"{path} is out of date: run `./run python scripts/generate_dvc_yaml.py`"
+    assert generator.stale_tree_files(files) == []
+
+
+def test_each_tree_keeps_its_stages_in_its_own_dvc_yaml_run_from_the_root(tmp_path: Path) -> None:
+    """Its own dvc.yaml, so its own dvc.lock; its stages run from the repository root and read params.yaml there;
+    a tree that leaves params.yaml takes its dvc.yaml and dvc.lock with it."""
+    files = generated_files()
+    for name in load_params(REPO / "params.yaml")["trees"]:
+        document = yaml.safe_load(files[f"variants/{name}/dvc.yaml"])
+        assert document["vars"] == ["../../params.yaml"]
+        assert document["stages"] and all(stage["wdir"] == "../.." and name in stage["cmd"] for stage in document["stages"].values())
+        assert not any(stage_name.startswith(f"{name}_") for stage_name in yaml.safe_load(files["dvc.yaml"])["stages"])
+    gone = tmp_path / "variants/old_tree"
+    gone.mkdir(parents=True)
+    (gone / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    (gone / "dvc.lock").write_text("schema: '2.0'\n", encoding="utf-8")
+    generator.write_files({"dvc.yaml": "stages: {}\n"}, tmp_path)
+    assert sorted(p.name for p in gone.iterdir()) == [] and (tmp_path / "dvc.yaml").is_file()
 
 
 def undeclared_or_unread(stages: dict[str, tuple[str, list[str]]], params: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +128,9 @@ def test_a_tree_in_params_gets_its_stages_with_their_own_keys_paths_and_axes(tmp
         "wide": {"rerun_from": "calibration_sets", "params": {"quantization": {"cell_state_bit_width": 16}, "grid": {"bit_widths": [3]}}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    text = generator.generate(tmp_path / "params.yaml")
-    (tmp_path / "dvc.yaml").write_text(text, encoding="utf-8")
+    files = generator.generate(tmp_path / "params.yaml")
+    generator.write_files(files, tmp_path)
+    text = "".join(files.values())
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     stages = resolve(tmp_path)
     assert undeclared_or_unread(stages, params) == {}
@@ -121,7 +148,7 @@ def test_a_tree_in_params_gets_its_stages_with_their_own_keys_paths_and_axes(tmp
     assert "quantization.cell_state_bit_width" not in declared  # overridden: editing the file's value leaves the tree as it is
     _, declared = stages["seed_b_train@ag_news-generative"]
     assert "trees.seed_b.params" in declared and "seed" not in declared
-    document = yaml.safe_load(text)["stages"]
+    document = {name: stage for t in files.values() for name, stage in yaml.safe_load(t)["stages"].items()}
     wide_deps = document["wide_calibrate"]["deps"]
     assert "models/float/${item.dataset}/${item.model_type}" in wide_deps and "data/tokenized/${item.dataset}" in wide_deps
     assert "variants/wide/data/calibration/${item.dataset}/${item.model_type}" in wide_deps

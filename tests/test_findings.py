@@ -91,15 +91,6 @@ def test_judgement_formats_points_and_raw_values() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_seed_interval_is_the_student_t_interval_of_the_per_seed_estimates() -> None:
-    spread = F.seed_interval([0.01, 0.02, 0.03])
-    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
-    assert spread.mean == pytest.approx(0.02) and spread.n == 3
-    assert (spread.low, spread.high) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
-    single = F.seed_interval([0.05])
-    assert single.mean == 0.05 and math.isnan(single.low) and math.isnan(single.high)
-
-
 def test_correctness_pooled_over_seeds_is_judged_by_the_document_bootstrap() -> None:
     rng = np.random.default_rng(3)
     a = [rng.random(400) < 0.8 for _ in range(3)]
@@ -144,3 +135,36 @@ def test_a_seed_pool_averages_each_documents_correctness_over_the_seed_trees(tmp
     assert judged.estimate.mean == pytest.approx(F.SMALL_DROP - 0.5) and judged.verdict == "contradicted"
     c1 = next(c for c in findings.CLAIMS if c.key == "C1")
     assert findings._judge(c1, pool) == []  # C1 needs both model types; this pool has only the generative one
+
+
+def test_the_seed_grid_averages_each_cell_over_the_seeds_that_ran_it(tmp_path: Path) -> None:
+    """metrics/ptq_grid_seeds.csv: a cell run by the main tree and one seed tree gets their mean accuracy and
+    drop with the Student-t interval of two values; a cell only the main tree ran keeps NaN bounds."""
+    import pandas as pd
+
+    from lstm_ptq.artifacts import write_json
+    from lstm_ptq.paths import ProjectPaths
+    from lstm_ptq.pipeline.reports import collect_grid, collect_seed_grid
+    from lstm_ptq.pipeline.trees import TreeRun
+    from lstm_ptq.stats import mean_interval
+
+    def cell(root: Path, bits: int, accuracy: float) -> None:
+        metrics = {"dataset": "dbpedia", "model_type": "generative", "bit_width": bits, "calibration_scheme": "class_conditional"}
+        write_json(
+            ProjectPaths(root).calibrate_metrics("dbpedia", "generative", bits, "class_conditional"),
+            {**metrics, "accuracy": accuracy, "float_accuracy": 0.9, "accuracy_drop": round(0.9 - accuracy, 6), "documents": 1000},
+        )
+
+    main, tree_root = tmp_path / "main", tmp_path / "variants/seed_7"
+    cell(main, 4, 0.8), cell(main, 3, 0.5), cell(tree_root, 3, 0.7)
+    grid = collect_grid(ProjectPaths(main), ["dbpedia"], ["generative"], [4, 3], ["class_conditional"])
+    tree = TreeRun("seed_7", ProjectPaths(tree_root), ("dbpedia",), ("generative",), (3,), ("class_conditional",), 7, True, "`seed`: 7")
+    seeds = collect_seed_grid(grid, 2025, [tree]).set_index("bit_width")
+    assert seeds.loc[4, "seeds"] == 1 and pd.isna(seeds.loc[4, "accuracy_low"]) and seeds.loc[4, "accuracy_mean"] == 0.8
+    expected = mean_interval([0.5, 0.7])
+    assert seeds.loc[3, "seeds"] == 2 and seeds.loc[3, "per_seed_accuracy"] == "2025:0.500000 7:0.700000"
+    assert (seeds.loc[3, "accuracy_low"], seeds.loc[3, "accuracy_mean"], seeds.loc[3, "accuracy_high"]) == pytest.approx(
+        (expected.low, 0.6, expected.high), abs=1e-6
+    )
+    assert seeds.loc[3, "drop_mean"] == pytest.approx(0.3)
+    assert grid["accuracy_low"].iloc[0] < 0.8 < grid["accuracy_high"].iloc[0]  # Wilson over the 1,000 documents

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dvc_project import DvcProject, ran_stages, snapshot_project
+from dvc_project import DvcProject, ran_stages, snapshot_project, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -276,3 +276,40 @@ def test_a_new_calibration_scheme_is_one_registry_entry_and_a_params_edit(tiny: 
     assert schemes == {"class_conditional", "first_rows"}
     with open(project.root / "plots/ptq/figure11_dbpedia_generative.csv", newline="") as handle:
         assert "first_rows" in next(csv.reader(handle))
+
+
+def test_trees_feed_the_figures_and_the_report(tiny: tuple[DvcProject, str]) -> None:
+    """Two trees on the tiny project (after the tests above): a seed tree, pooled with the main tree in the
+    report and drawn as bars over seeds in Figures 6-8, and a setting tree (the generative decoder fed the
+    true label), judged beside the main tree and listed in the accuracy-by-setting table. Only the trees'
+    stages and the reports after them run; the main tree's float models are not retrained."""
+    project, _ = tiny
+    params = project.params()
+    params["grid"]["calibration_schemes"] = ["class_conditional", "class_unconditional"]
+    params["trees"] = {
+        "seed_7": {"rerun_from": "train", "params": {"seed": 7}},
+        "fed_true": {"rerun_from": "calibration_sets", "params": {"calibration": {"decoder_feeding": "true_label"}, "grid": {"model_types": ["generative"]}}},
+    }
+    write_params(project.root, params)
+    ran = ran_stages(project.dvc("repro", "findings", "ptq_report"))
+    # each tree's stages live in its own dvc.yaml (and lock), addressed by that file's path
+    assert "variants/seed_7/dvc.yaml:seed_7_train@dbpedia-generative" in ran
+    assert "variants/fed_true/dvc.yaml:fed_true_calibrate@dbpedia-generative-4-class_conditional" in ran
+    assert not any(s.startswith(("train@", "download", "tokenize", "variants/fed_true/dvc.yaml:fed_true_train")) for s in ran), ran
+    assert (project.root / "variants/seed_7/dvc.lock").is_file() and "seed_7_" not in (project.root / "dvc.lock").read_text(encoding="utf-8")
+    with open(project.root / "metrics/ptq_grid_seeds.csv", newline="") as handle:
+        cells = list(csv.DictReader(handle))
+    assert {row["seeds"] for row in cells} == {"2"}
+    assert all(row["per_seed_accuracy"].split(" ")[1].startswith("7:") for row in cells)
+    assert all(float(row["accuracy_low"]) <= float(row["accuracy_mean"]) <= float(row["accuracy_high"]) for row in cells)
+    with open(project.root / "metrics/ptq_grid.csv", newline="") as handle:
+        grid = list(csv.DictReader(handle))
+    assert all(float(r["accuracy_low"]) <= float(r["accuracy"]) <= float(r["accuracy_high"]) for r in grid)
+    report = (project.root / "reports/findings.md").read_text(encoding="utf-8")
+    for heading in ("## Across training seeds", "## Under other settings (trees of params.yaml)", "## Accuracy by setting at low bit widths"):
+        assert heading in report
+    assert "7 (`seed_7`: bit widths 4)" in report
+    assert "| `fed_true` | `calibration.decoder_feeding`: true_label; `grid.model_types`: ['generative'] | generative | 4 |" in report
+    with open(project.root / "reports/findings.csv", newline="") as handle:
+        trees = {row["tree"] for row in csv.DictReader(handle)}
+    assert {"main", "seed_7", "fed_true"} <= trees

@@ -319,3 +319,19 @@ def test_ks_difference_unpaired_and_subsampled() -> None:
     assert test.estimate.mean > 0.0
     with pytest.raises(DataError, match="one length"):
         S.ks_difference(first, second, paired=True, max_samples=None, n_resamples=10, confidence=0.95, seed=0)
+
+
+def test_wilson_interval_known_answers():
+    # 0 of 10: [0, z^2 / (n + z^2)]; 50 of 100: 0.5 +- z sqrt(n/4 + z^2/4) / (n + z^2)
+    z = stats.norm.ppf(0.975)
+    assert S.wilson_interval(0.0, 10) == pytest.approx((0.0, z**2 / (10 + z**2)), abs=1e-12)
+    half = z * math.sqrt(100 / 4 + z**2 / 4) / (100 + z**2)
+    assert S.wilson_interval(0.5, 100) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-12)
+    low, high = S.wilson_interval(0.885395, 7600)  # rounded to 6729 of 7600
+    assert low < 6729 / 7600 < high and high - low == pytest.approx(2 * z * math.sqrt(0.8854 * 0.1146 / 7600), rel=0.01)
+
+
+@pytest.mark.parametrize(("accuracy", "documents"), [(1.2, 10), (-0.1, 10), (0.5, 0), (0.5, 2.5), (0.5, True)])
+def test_wilson_interval_rejects_bad_inputs(accuracy, documents):
+    with pytest.raises(DataError):
+        S.wilson_interval(accuracy, documents)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .stats import Interval, bootstrap_mean, mcnemar_test, verdict
 
@@ -105,16 +104,6 @@ def accuracy_difference(claim: str, dataset: str, setting: str, quantity: str, c
     pooled = correct_a.dtype != bool or correct_b.dtype != bool
     values = correct_a.astype(float) - correct_b.astype(float)
     return paired_difference(claim, dataset, setting, quantity, values, seed, None if pooled else (correct_a, correct_b))
-
-
-def seed_interval(estimates: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Mean of one estimate over training seeds with its Student-t interval (NaN bounds with one seed)."""
-    values = np.asarray(estimates, dtype=float)
-    mean = float(values.mean())
-    if values.size < 2:
-        return Interval(mean, math.nan, math.nan, int(values.size), confidence)
-    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    return Interval(mean, mean - half, mean + half, int(values.size), confidence)
 
 
 def drop_difference(

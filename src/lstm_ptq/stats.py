@@ -197,6 +197,20 @@ def mean_interval(values, confidence: float = 0.95) -> Interval:
     return Interval(mean, float(low), float(high), x.size, confidence)
 
 
+def wilson_interval(accuracy: float, documents: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy measured on ``documents`` test documents
+    (``scipy.stats.binomtest(...).proportion_ci(method="wilson")``): the error bar of one accuracy figure.
+
+    ``accuracy * documents`` is rounded to the nearest count (accuracies are stored to 6 decimals)."""
+    _check_confidence(confidence)
+    if isinstance(documents, bool) or not isinstance(documents, (int, np.integer)) or documents < 1:
+        raise DataError(f"documents: {documents!r}; expected a positive integer")
+    if not 0.0 <= accuracy <= 1.0:
+        raise DataError(f"accuracy: {accuracy!r}; expected a fraction in [0, 1]")
+    interval = stats.binomtest(round(accuracy * int(documents)), int(documents)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
 def mcnemar_test(correct_a, correct_b) -> PairedTest:
     """Exact two-sided McNemar test: ``scipy.stats.binomtest`` of b successes in b + c trials at p = 0.5.
 

@@ -32,13 +32,13 @@ from ..findings import (
     overall,
     paired_difference,
     precomputed,
-    seed_interval,
 )
 from ..paths import ProjectPaths
 from ..preprocess import load_split
 from ..robustness import NoisePredictions, load_noise_predictions
-from ..stats import VERDICT_RULE, Interval
+from ..stats import VERDICT_RULE, Interval, mean_interval
 from .analysis_report import ks_gaps_table
+from .trees import TreeRun
 
 CC, UC, ONE_CLASS = "class_conditional", "class_unconditional", "classes_1"
 
@@ -124,22 +124,6 @@ class SeedPool(Context):
 
     def correct(self, model_type: str, bit_width: int | None = None, scheme: str | None = None) -> np.ndarray:
         return np.mean([m.correct(model_type, bit_width, scheme) for m in self.members], axis=0)
-
-
-@dataclass(frozen=True)
-class TreeRun:
-    """A tree of params.yaml as the report reads it (settings.TreeSettings): its paths, axes and seed, and
-    whether it differs from the main tree only in its seed (and which cells it runs)."""
-
-    name: str
-    paths: ProjectPaths
-    datasets: tuple[str, ...]
-    model_types: tuple[str, ...]
-    bit_widths: tuple[int, ...]
-    schemes: tuple[str, ...]
-    seed: int
-    seed_only: bool
-    changes: str  # its params, as the report prints them
 
 
 def _pct(x: np.ndarray) -> str:
@@ -575,9 +559,10 @@ def findings_stage(
     )
     reports = root / "reports"
     write_frame(reports / "findings.csv", table)
-    text = _markdown(paths, contexts, judged["main"], settings)
+    text = _markdown(paths, contexts, judged["main"], settings, seed_trees)
     text += _seeds_section(pools, judged.get(POOLED, {}), seed_trees, seed)
     text += _trees_section([t for t in trees if not t.seed_only], judged, datasets)
+    text += _settings_section(paths, contexts, [t for t in trees if not t.seed_only])
     atomic_write_text(reports / "findings.md", text)
     return table
 
@@ -631,7 +616,7 @@ def _seeds_section(pools: Mapping[str, SeedPool], pooled: dict[tuple[str, str], 
             per_seed = [_judge(claim, member) if claim.judge else [] for member in ctx.members]
             for i, j in enumerate(pooled[(claim.key, dataset)]):
                 estimates = [rows[i].estimate.mean for rows in per_seed]
-                spread = seed_interval(estimates)
+                spread = mean_interval(estimates)
                 mean, interval = j.formatted()
                 over = f"{100 * spread.mean:+.2f} [{100 * spread.low:+.2f}, {100 * spread.high:+.2f}]"
                 each = ", ".join(f"{100 * e:+.2f}" for e in estimates)
@@ -661,6 +646,48 @@ def _trees_section(trees: Sequence[TreeRun], judged: Mapping[str, dict[tuple[str
     return "\n".join(lines) + "\n"
 
 
+SETTINGS_SCHEMES = ("class_conditional", "class_unconditional")
+
+
+def _settings_section(paths: ProjectPaths, contexts: Mapping[str, Context], trees: Sequence[TreeRun]) -> str:
+    """Per dataset, model and low bit width: the accuracy of the composition schemes in the main tree and in every
+    tree whose settings differ from it beyond the seed (the study's axes: LSTM precision, decoder feeding, training length)."""
+    if not trees:
+        return ""
+    runs = [("main", "the main tree", paths, None), *((t.name, t.changes, t.paths, t) for t in trees)]
+    lines = [
+        "## Accuracy by setting at low bit widths",
+        "",
+        "Test accuracy (%) of each calibration scheme per tree, with the float model's; the cell state's largest magnitude (`|c| max`, "
+        "class-conditional cell) shows where the LSTM's state is quantized to zero. From each tree's `metrics/calibrate` files.",
+        "",
+    ]
+    for dataset, ctx in contexts.items():
+        schemes = [s for s in ctx.schemes if s in SETTINGS_SCHEMES or s.startswith(("imbalanced_", "classes_"))]
+        lines += [
+            f"### {dataset}",
+            "",
+            "| tree | its settings | model | bits | float | " + " | ".join(schemes) + " | \\|c\\| max |",
+            "|---" * (6 + len(schemes)) + "|",
+        ]
+        for model_type in ctx.model_types:
+            for bits in ctx.low_bits():
+                for name, changes, root, tree in runs:
+                    if tree is not None and (dataset not in tree.datasets or model_type not in tree.model_types or bits not in tree.bit_widths):
+                        continue
+                    cells = {s: root.calibrate_metrics(dataset, model_type, bits, s) for s in schemes}
+                    if not all(path.is_file() for path in cells.values()):
+                        continue
+                    metrics = {s: read_json(path) for s, path in cells.items()}
+                    first = metrics[schemes[0]]
+                    c_max = metrics.get("class_conditional", first).get("hidden_state", {}).get("abs_c_max")
+                    accuracies = " | ".join(f"{100 * metrics[s]['accuracy']:.2f}" for s in schemes)
+                    c_text = "n/a" if c_max is None else f"{c_max:.3g}"
+                    lines.append(f"| `{name}` | {changes} | {model_type} | {bits} | {100 * first['float_accuracy']:.2f} | {accuracies} | {c_text} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def _judge(claim: Claim, ctx: Context) -> list[Judgement]:
     if not ctx.has(*claim.schemes) or not set(claim.model_types) <= set(ctx.model_types):
         return []
@@ -675,7 +702,13 @@ def _claim_verdict(claim: Claim, rows: list[Judgement]) -> str:
     return overall([j.verdict for j in rows], several=claim.several)
 
 
-def _markdown(paths: ProjectPaths, contexts: dict[str, Context], judgements: dict[tuple[str, str], list[Judgement]], settings: dict[str, Any]) -> str:
+def _markdown(
+    paths: ProjectPaths,
+    contexts: dict[str, Context],
+    judgements: dict[tuple[str, str], list[Judgement]],
+    settings: dict[str, Any],
+    seed_trees: Sequence[TreeRun] = (),
+) -> str:
     datasets = list(contexts)
     lines = [
         "# Findings: the paper's claims judged on this pipeline's results",
@@ -689,9 +722,20 @@ def _markdown(paths: ProjectPaths, contexts: dict[str, Context], judgements: dic
     for dataset, ctx in contexts.items():
         metrics = read_json(paths.evaluate_metrics(dataset, "generative"))
         lines.append(f"- **{dataset}**: {metrics['train_rows']:,} training documents, {len(ctx.labels):,} test documents, {len(ctx.classes)} classes.")
+    if seed_trees:
+        others = ", ".join(f"{t.seed} (`{t.name}`: bit widths {', '.join(map(str, t.bit_widths))})" for t in seed_trees)
+        seeds = (
+            f"- **Seeds**: the main tree's training seed and calibration draw (`seed: {settings['seed']}`; every cell below), and {others}. "
+            "The tables below are the main seed's, with intervals and p-values over test documents (paired tests of two models on the same "
+            "documents); section *Across training seeds* pools the seeds on the cells they all ran and gives the spread over seeds."
+        )
+    else:
+        seeds = (
+            f"- **Seeds**: one training seed and one calibration draw (`seed: {settings['seed']}`). Intervals and p-values are over test "
+            "documents (paired tests of two models on the same documents) and do not cover training-seed variance."
+        )
     lines += [
-        f"- **Seeds**: one training seed and one calibration draw (`seed: {settings['seed']}`). Intervals and p-values are over test "
-        "documents (paired tests of two models on the same documents) and do not cover training-seed variance.",
+        seeds,
         f"- **Bit widths**: {', '.join(map(str, settings['bit_widths']))}; **calibration schemes**: {', '.join(settings['schemes'])}.",
         "- **The study's other axes, at the values this run used**: "
         + "; ".join(f"`{k}`: {v}" for k, v in settings["axes"].items())

@@ -22,6 +22,8 @@ from ..paths import ProjectPaths
 from ..plots import write_figure16, write_noise_figures, write_ptq_figures
 from ..reports import PAPER_TABLE1, table1_markdown
 from ..settings import GridSettings, NoiseSettings, NoiseTrainingSettings
+from ..stats import mean_interval, wilson_interval
+from .trees import TreeRun
 
 TABLE1_MODELS = ("generative", "discriminative")
 
@@ -59,6 +61,9 @@ GRID_COLUMNS = [
     "gate_bit_width",
     "decoder_feeding",
     "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "documents",
     "float_accuracy",
     "accuracy_drop",
     "mean_loss",
@@ -81,17 +86,63 @@ def collect_grid(paths: ProjectPaths, datasets: Sequence[str], model_types: Sequ
                     metrics = read_json(paths.calibrate_metrics(dataset, model_type, bit_width, scheme))
                     record = {key: metrics.get(key) for key in GRID_COLUMNS}
                     record["hidden_zero_fraction"] = metrics.get("hidden_state", {}).get("zero_h_fraction")
+                    low, high = wilson_interval(metrics["accuracy"], metrics["documents"])
+                    record["accuracy_low"], record["accuracy_high"] = round(low, 6), round(high, 6)
                     records.append(record)
     return pd.DataFrame(records, columns=GRID_COLUMNS, dtype=object)
 
 
-def ptq_report_stage(root: Path, grid: GridSettings) -> pd.DataFrame:
-    """metrics/ptq_grid.csv and Figures 6, 7, 8, 11 from every calibrate cell of the grid."""
+SEED_COLUMNS = [
+    "dataset",
+    "model_type",
+    "bit_width",
+    "calibration_scheme",
+    "seeds",
+    "accuracy_mean",
+    "accuracy_low",
+    "accuracy_high",
+    "drop_mean",
+    "drop_low",
+    "drop_high",
+    "per_seed_accuracy",
+]
+
+
+def seed_grid_file(paths: ProjectPaths) -> Path:
+    """metrics/ptq_grid_seeds.csv: every cell of the grid over the training seeds that ran it."""
+    return paths.ptq_grid().with_name("ptq_grid_seeds.csv")
+
+
+def collect_seed_grid(main: pd.DataFrame, seed: int, seed_trees: Sequence[TreeRun]) -> pd.DataFrame:
+    """Per cell of the main grid: the accuracy and the drop against each seed's own float model, averaged over
+    the main tree and every seed tree that ran the cell, with Student-t 95% intervals over the seeds (NaN
+    bounds for a cell only one seed ran; columns :data:`SEED_COLUMNS`)."""
+    runs = [(seed, main)]
+    for tree in seed_trees:
+        datasets = [d for d in tree.datasets if d in set(main["dataset"])]
+        runs.append((tree.seed, collect_grid(tree.paths, datasets, tree.model_types, tree.bit_widths, tree.schemes)))
+    keys = ["dataset", "model_type", "bit_width", "calibration_scheme"]
+    stacked = pd.concat([frame.assign(seed=s) for s, frame in runs], ignore_index=True)
+    records = []
+    for key, cell in stacked.groupby(keys, sort=False):
+        accuracy = mean_interval(cell["accuracy"].astype(float))
+        drop = mean_interval(cell["accuracy_drop"].astype(float))
+        per_seed = " ".join(f"{s}:{a:.6f}" for s, a in zip(cell["seed"], cell["accuracy"], strict=True))
+        records.append([*key, len(cell), accuracy.mean, accuracy.low, accuracy.high, drop.mean, drop.low, drop.high, per_seed])
+    frame = pd.DataFrame(records, columns=SEED_COLUMNS)
+    return frame.round({c: 6 for c in SEED_COLUMNS[5:11]})
+
+
+def ptq_report_stage(root: Path, grid: GridSettings, seed: int, seed_trees: Sequence[TreeRun] = ()) -> pd.DataFrame:
+    """metrics/ptq_grid.csv (each accuracy with its Wilson interval over the test documents),
+    metrics/ptq_grid_seeds.csv (the cells over training seeds) and Figures 6, 7, 8, 11 with both intervals."""
     paths = ProjectPaths(root)
     axes = (grid.datasets, grid.model_types, grid.bit_widths, grid.calibration_schemes)
     frame = collect_grid(paths, *axes)
+    seeds = collect_seed_grid(frame, seed, seed_trees)
     write_frame(paths.ptq_grid(), frame)
-    write_ptq_figures(frame, paths.ptq_plots(), *axes)
+    write_frame(seed_grid_file(paths), seeds)
+    write_ptq_figures(frame, paths.ptq_plots(), *axes, seeds=seeds)
     return frame
 
 
