@@ -536,7 +536,9 @@ def generate(params_file: Path = REPO / "params.yaml") -> dict[str, str]:
     fixed = dict(VARIANT.fixed)
     trees = [params_tree(name, params) for name in params.get("trees") or {}]
     # the report also judges every tree on its test predictions (pipeline/findings.py)
-    table["findings"] = replace(table["findings"], deps=table["findings"].deps + tuple(d for t in trees for d in tree_predictions(t)))
+    # (and reads the training length of each tree's float models: metrics/train, the main tree's or its own)
+    tree_deps = tuple(d for t in trees for d in (*tree_predictions(t), *((t.reroot("metrics/train"),) if "train" in t.stages else ())))
+    table["findings"] = replace(table["findings"], deps=table["findings"].deps + (("metrics/train",) + tree_deps if trees else ()))
     # Figures 6-8 draw the cells of the seed trees as further training seeds (pipeline/reports.py)
     seed_metrics = tuple(t.reroot("metrics/calibrate") for name, t in zip(params.get("trees") or {}, trees) if is_seed_tree(params, name))
     table["ptq_report"] = replace(table["ptq_report"], deps=table["ptq_report"].deps + seed_metrics)

@@ -658,8 +658,9 @@ def _settings_section(paths: ProjectPaths, contexts: Mapping[str, Context], tree
     lines = [
         "## Accuracy by setting at low bit widths",
         "",
-        "Test accuracy (%) of each calibration scheme per tree, with the float model's; the cell state's largest magnitude (`|c| max`, "
-        "class-conditional cell) shows where the LSTM's state is quantized to zero. From each tree's `metrics/calibrate` files.",
+        "Test accuracy (%) of each calibration scheme per tree, with the float model's and the epochs it trained; the cell state's "
+        "largest magnitude (`|c| max`, class-conditional cell) shows where the LSTM's state is quantized to zero. From each tree's "
+        "`metrics/calibrate` and `metrics/train` files.",
         "",
     ]
     for dataset, ctx in contexts.items():
@@ -683,7 +684,8 @@ def _settings_section(paths: ProjectPaths, contexts: Mapping[str, Context], tree
                     c_max = metrics.get("class_conditional", first).get("hidden_state", {}).get("abs_c_max")
                     accuracies = " | ".join(f"{100 * metrics[s]['accuracy']:.2f}" for s in schemes)
                     c_text = "n/a" if c_max is None else f"{c_max:.3g}"
-                    lines.append(f"| `{name}` | {changes} | {model_type} | {bits} | {100 * first['float_accuracy']:.2f} | {accuracies} | {c_text} |")
+                    epochs = read_json(root.train_metrics(dataset, model_type))["epochs_run"]
+                    lines.append(f"| `{name}` | {changes} | {model_type} | {bits} | {epochs} | {100 * first['float_accuracy']:.2f} | {accuracies} | {c_text} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
