@@ -69,20 +69,14 @@ def test_a_lock_its_builder_releases_is_waited_for_and_left_to_it(tmp_path: Path
     assert not lock.exists()
 
 
-def test_importing_the_package_with_brevitas_jit_clears_a_stale_lock_before_the_build(tmp_path: Path) -> None:
-    """Without the guard the child waits for the lock without end; with it the warning comes first (the
-    child is stopped there, before its build of the extension ends)."""
-    lock = tmp_path / "autograd_ste_ops" / "lock"
-    lock.parent.mkdir()
-    lock.touch()
-    env = {**ENV, "BREVITAS_JIT": "1", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
-    child = subprocess.Popen([sys.executable, "-c", "import lstm_ptq.quantization"], env=env, stderr=subprocess.PIPE, text=True)
+def read_until(child: subprocess.Popen[str], text: str, timeout_s: float) -> list[str]:
+    """The child's stderr lines up to the first holding ``text`` (or its end, or the timeout); the child is then killed."""
     assert child.stderr is not None
     selector = selectors.DefaultSelector()
     selector.register(child.stderr, selectors.EVENT_READ)
-    deadline, lines = time.monotonic() + 300, []
+    deadline, lines = time.monotonic() + timeout_s, []
     try:
-        while time.monotonic() < deadline and not any("stale lock" in line for line in lines):
+        while time.monotonic() < deadline and not any(text in line for line in lines):
             if selector.select(timeout=1.0):
                 line = child.stderr.readline()
                 if not line:  # the child ended
@@ -91,6 +85,37 @@ def test_importing_the_package_with_brevitas_jit_clears_a_stale_lock_before_the_
     finally:
         child.kill()
         child.wait()
+    return lines
+
+
+def jit_import(extensions: Path) -> subprocess.Popen[str]:
+    env = {**ENV, "BREVITAS_JIT": "1", "TORCH_EXTENSIONS_DIR": str(extensions)}
+    return subprocess.Popen([sys.executable, "-c", "import lstm_ptq.quantization"], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_importing_the_package_with_brevitas_jit_clears_a_stale_lock_before_the_build(tmp_path: Path) -> None:
+    """Without the guard the child waits for the lock without end; with it the warning comes first (the
+    child is stopped there, before its build of the extension ends)."""
+    lock = tmp_path / "autograd_ste_ops" / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    lines = read_until(jit_import(tmp_path), "stale lock", timeout_s=300)
+    assert any(f"{lock}: removing the stale lock" in line for line in lines), "".join(lines)
+
+
+def test_a_stage_killed_while_brevitas_builds_its_extension_does_not_wedge_the_next_one(tmp_path: Path) -> None:
+    """The issue's case end to end: a process importing the package with BREVITAS_JIT=1 is killed (SIGKILL)
+    while torch builds Brevitas' extension and holds its lock; the lock stays behind, and the next import
+    removes it with the warning and goes on instead of waiting on it for ever."""
+    lock = tmp_path / "autograd_ste_ops" / "lock"
+    first = jit_import(tmp_path)
+    deadline = time.monotonic() + 300
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    assert lock.exists(), "the first import never took the build lock"
+    lines = read_until(jit_import(tmp_path), "stale lock", timeout_s=300)
     assert any(f"{lock}: removing the stale lock" in line for line in lines), "".join(lines)
 
 
