@@ -268,10 +268,16 @@ FIGURE16_COLUMNS = ["bit_width", "clean_trained", "noise_trained"]
 
 
 def write_figure16(
-    tables: Mapping[str, pd.DataFrame], floats: Mapping[str, Mapping[str, float]], out_dir: Path, level: float, eval_level: float, scheme: str
+    tables: Mapping[str, pd.DataFrame],
+    floats: Mapping[str, Mapping[str, float]],
+    out_dir: Path,
+    level: float,
+    eval_level: float,
+    scheme: str,
+    bands: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]] | None = None,
 ) -> list[Path]:
     """Per dataset: ``figure16_<dataset>.csv`` (one row per bit width, one column per training tree)
-    and one panel of ``figure16.png`` (dotted: the float models)."""
+    and one panel of ``figure16.png`` (dotted: the float models; ``bands``: each curve's Wilson intervals)."""
     plt = _pyplot()
     written: list[Path] = []
     trees = FIGURE16_COLUMNS[1:]
@@ -283,11 +289,15 @@ def write_figure16(
         for name in trees:
             line = axis.plot(list(table["bit_width"]), _percent(table[name]), marker="o", label=name.replace("_", " "))[0]
             axis.axhline(100 * floats[dataset][name], linestyle=":", linewidth=1, color=line.get_color())
+            if bands is not None:
+                intervals = bands[dataset][name]
+                _band(axis, table["bit_width"], [100 * low for low, _ in intervals], [100 * high for _, high in intervals], line.get_color())
         axis.set(title=dataset, xlabel="bit width", ylabel=f"test accuracy (%) at noise {eval_level:g}")
         axis.invert_xaxis()
         axis.grid(alpha=0.3)
         axis.legend()
-    fig.suptitle(f"Figure 16: generative model trained with noise {level:g} vs clean\n{scheme} calibration (dotted: float)", fontsize=10)
+    note = f"\n{BAND_NOTE}" if bands is not None else ""
+    fig.suptitle(f"Figure 16: generative model trained with noise {level:g} vs clean\n{scheme} calibration (dotted: float){note}", fontsize=10)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / "figure16.png", dpi=120)

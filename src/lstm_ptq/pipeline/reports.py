@@ -202,20 +202,17 @@ def figure16_stage(root: Path, grid: GridSettings, settings: NoiseTrainingSettin
     trees = {"clean_trained": main, "noise_trained": main.noise_trained()}
     frames: dict[str, pd.DataFrame] = {}
     floats: dict[str, dict[str, float]] = {}
+    bands: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for dataset in grid.noise_trained_datasets:
-        records = [
-            {
-                "bit_width": bit_width,
-                **{
-                    name: read_json(paths.quantized_noise_metrics(dataset, MODEL_TYPE, bit_width, SCHEME, settings.noise_model))[key]
-                    for name, paths in trees.items()
-                },
-            }
-            for bit_width in sorted(grid.bit_widths, reverse=True)
-        ]
-        frames[dataset] = pd.DataFrame(records, dtype=object)
+        widths = sorted(grid.bit_widths, reverse=True)
+        cells = {
+            name: [read_json(paths.quantized_noise_metrics(dataset, MODEL_TYPE, b, SCHEME, settings.noise_model)) for b in widths]
+            for name, paths in trees.items()
+        }
+        frames[dataset] = pd.DataFrame([{"bit_width": b, **{name: cells[name][i][key] for name in trees}} for i, b in enumerate(widths)], dtype=object)
+        bands[dataset] = {name: [wilson_interval(cell[key], cell["documents"]) for cell in cells[name]] for name in trees}
         floats[dataset] = {name: read_json(paths.float_noise_metrics(dataset, MODEL_TYPE, settings.noise_model))[key] for name, paths in trees.items()}
-    write_figure16(frames, floats, main.figure16_plots(), settings.level, settings.eval_level, SCHEME)
+    write_figure16(frames, floats, main.figure16_plots(), settings.level, settings.eval_level, SCHEME, bands)
     tables = {dataset: frame.to_dict("records") + [{"bit_width": "float", **floats[dataset]}] for dataset, frame in frames.items()}
     write_json(main.figure16_metrics(), {dataset: {str(r["bit_width"]): {k: r[k] for k in trees} for r in rows} for dataset, rows in tables.items()})
     return tables
