@@ -340,7 +340,13 @@ def key_paths(params: Mapping[str, Any], where: tuple[str, ...] = ()) -> list[tu
 
 
 def schema_at(path: tuple[str, ...]) -> Mapping[str, Any]:
-    return reduce(lambda schema, key: valid_keys(schema)[key], path, SCHEMA)
+    """The schema of the section at ``path``; a tree's name (any name, under ``trees``) stands for TREE_KEY."""
+
+    def step(schema: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        keys = valid_keys(schema)
+        return keys[key] if key in keys else schema[TREE_KEY]
+
+    return reduce(step, path, SCHEMA)
 
 
 REPO_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
@@ -438,8 +444,8 @@ def misspelt(draw: st.DrawFn) -> tuple[tuple[str, ...], str]:
 def test_a_misspelt_key_is_named_with_the_closest_valid_key(case: tuple[tuple[str, ...], str]) -> None:
     path, typo = case
     allowed = valid_keys(schema_at(path[:-1]))
-    if typo in allowed:
-        return  # the edit made another valid key
+    if typo in allowed or TREE_KEY in schema_at(path[:-1]):
+        return  # the edit made another valid key (any name is a valid tree name: renaming a tree is no typo)
     params = copy.deepcopy(REPO_PARAMS)
     section = reduce(operator.getitem, path[:-1], params)
     section[typo] = section.pop(path[-1])

@@ -49,9 +49,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if server.poll() is not None:
                 raise AssertionError(f"moto server exited {server.returncode}; see {log.name}")
             try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
+                urllib.request.urlopen(endpoint, timeout=5).close()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # TimeoutError: accepted, but not answered yet
                 time.sleep(0.2)
         else:
             raise AssertionError(f"moto server did not answer on {endpoint}")

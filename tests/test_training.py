@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def small_params(**train_overrides) -> dict:
     params = load_params(REPO / "params.yaml")
+    params["trees"] = {}  # the main tree only (the tests that need a tree declare their own)
     params["model"] = {"embedding_dim": 24, "hidden_size": 24, "num_layers": 1, "label_embedding_dim": 8}
     # the shared keys below govern the discriminative model; the generative one keeps a 2-epoch override
     params["train"].update(

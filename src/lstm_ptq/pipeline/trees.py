@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import ProjectPaths
-from ..settings import TreeSettings, get_seed
-from .analysis_report import grid_axis
+from ..settings import GridSettings, TreeSettings, get_seed
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,14 @@ def tree_run(root: Path, params: Mapping[str, Any], name: str) -> TreeRun:
     """What a report reads of ``trees.<name>`` (its settings read through the tree's view of params)."""
     tree = TreeSettings.from_params(params, name)
     view, overrides = tree.view(params), params["trees"][name].get("params") or {}
+    grid = GridSettings.from_params(view)  # (no torch: a report stage that reads trees stays light)
     return TreeRun(
         name=name,
         paths=tree.paths(root),
-        datasets=grid_axis(view, "datasets"),
-        model_types=grid_axis(view, "model_types"),
-        bit_widths=grid_axis(view, "bit_widths"),
-        schemes=grid_axis(view, "calibration_schemes"),
+        datasets=tuple(grid.datasets),
+        model_types=tuple(grid.model_types),
+        bit_widths=tuple(grid.bit_widths),
+        schemes=tuple(grid.calibration_schemes),
         seed=get_seed(view),
         seed_only=is_seed_tree(params, name),
         changes="; ".join(f"`{key}`: {value}" for key, value in flat_items(overrides)) or "none",
