@@ -168,3 +168,32 @@ def test_the_seed_grid_averages_each_cell_over_the_seeds_that_ran_it(tmp_path: P
     )
     assert seeds.loc[3, "drop_mean"] == pytest.approx(0.3)
     assert grid["accuracy_low"].iloc[0] < 0.8 < grid["accuracy_high"].iloc[0]  # Wilson over the 1,000 documents
+
+
+def test_the_settings_table_has_one_cell_per_column_and_names_each_trees_training_length(tmp_path: Path) -> None:
+    """findings.md's accuracy-by-setting table: the main tree and a setting tree (on the main tree's float
+    models, so the main tree's training length), each row as wide as the header."""
+    from lstm_ptq.pipeline.findings import Context, _settings_section
+    from lstm_ptq.pipeline.trees import TreeRun
+
+    main = ProjectPaths(tmp_path)
+    wide = ProjectPaths(tmp_path / "variants/wide", float_root=tmp_path)
+    schemes = ("class_conditional", "class_unconditional", "imbalanced_0.5")
+    labels = np.arange(14)
+    save_arrays(main.tokenized("dbpedia") / "test.npz", tokens=np.ones((14, 3), dtype=np.int64), lengths=np.full(14, 3), labels=labels, source_rows=labels)
+    write_json(main.tokenized("dbpedia") / "classes.json", [f"class {c}" for c in labels])
+    write_json(main.train_metrics("dbpedia", "generative"), {"epochs_run": 2})
+    for paths, accuracy in ((main, 0.5), (wide, 0.7)):
+        for scheme in schemes:
+            metrics = {"accuracy": accuracy, "float_accuracy": 0.9, "hidden_state": {"abs_c_max": 0.0 if paths is main else 1.5}}
+            write_json(paths.calibrate_metrics("dbpedia", "generative", 3, scheme), metrics)
+    tree = TreeRun("wide", wide, ("dbpedia",), ("generative",), (3,), schemes, 2025, False, "`quantization.cell_state_bit_width`: 16")
+    context = Context(main, "dbpedia", (3,), schemes, 2025, ("generative",))
+    rows = [line for line in _settings_section(main, {"dbpedia": context}, [tree]).splitlines() if line.startswith("|")]
+    assert rows[0] == "| tree | its settings | model | bits | epochs | float | class_conditional | class_unconditional | imbalanced_0.5 | \\|c\\| max |"
+    assert rows[2:] == [
+        "| `main` | the main tree | generative | 3 | 2 | 90.00 | 50.00 | 50.00 | 50.00 | 0 |",
+        "| `wide` | `quantization.cell_state_bit_width`: 16 | generative | 3 | 2 | 90.00 | 70.00 | 70.00 | 70.00 | 1.5 |",
+    ]
+    cells = [row.replace("\\|", "").count("|") for row in rows]
+    assert len(set(cells)) == 1, rows

@@ -668,18 +668,17 @@ def _settings_section(paths: ProjectPaths, contexts: Mapping[str, Context], tree
         lines += [
             f"### {dataset}",
             "",
-            "| tree | its settings | model | bits | float | " + " | ".join(schemes) + " | \\|c\\| max |",
-            "|---" * (6 + len(schemes)) + "|",
+            "| tree | its settings | model | bits | epochs | float | " + " | ".join(schemes) + " | \\|c\\| max |",
+            "|---" * (7 + len(schemes)) + "|",
         ]
         for model_type in ctx.model_types:
             for bits in ctx.low_bits():
                 for name, changes, root, tree in runs:
                     if tree is not None and (dataset not in tree.datasets or model_type not in tree.model_types or bits not in tree.bit_widths):
                         continue
-                    cells = {s: root.calibrate_metrics(dataset, model_type, bits, s) for s in schemes}
-                    if not all(path.is_file() for path in cells.values()):
-                        continue
-                    metrics = {s: read_json(path) for s, path in cells.items()}
+                    if tree is not None and not set(schemes) <= set(tree.schemes):
+                        continue  # a tree that runs fewer schemes has no row here (its verdicts are above)
+                    metrics = {s: read_json(root.calibrate_metrics(dataset, model_type, bits, s)) for s in schemes}
                     first = metrics[schemes[0]]
                     c_max = metrics.get("class_conditional", first).get("hidden_state", {}).get("abs_c_max")
                     accuracies = " | ".join(f"{100 * metrics[s]['accuracy']:.2f}" for s in schemes)
