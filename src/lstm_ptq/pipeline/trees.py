@@ -31,8 +31,11 @@ class TreeRun:
 
 def is_seed_tree(params: Mapping[str, Any], name: str) -> bool:
     """Whether ``trees.<name>`` retrains and overrides nothing but ``seed`` and ``grid``."""
-    overrides = params["trees"][name].get("params") or {}
-    return TreeSettings.from_params(params, name).rerun_from == "train" and set(overrides) <= {"seed", "grid"}
+    return _seed_only(TreeSettings.from_params(params, name), params["trees"][name].get("params") or {})
+
+
+def _seed_only(tree: TreeSettings, overrides: Mapping[str, Any]) -> bool:
+    return tree.rerun_from == "train" and set(overrides) <= {"seed", "grid"}
 
 
 def tree_run(root: Path, params: Mapping[str, Any], name: str) -> TreeRun:
@@ -48,7 +51,7 @@ def tree_run(root: Path, params: Mapping[str, Any], name: str) -> TreeRun:
         bit_widths=tuple(grid.bit_widths),
         schemes=tuple(grid.calibration_schemes),
         seed=get_seed(view),
-        seed_only=is_seed_tree(params, name),
+        seed_only=_seed_only(tree, overrides),
         changes="; ".join(f"`{key}`: {value}" for key, value in flat_items(overrides)) or "none",
     )
 
