@@ -253,6 +253,9 @@ STAGES: tuple[Stage, ...] = (
 
 
 TREE_STAGES = ("train", "evaluate", "noise_float", "calibration_sets", "activation_ranges", "quantize", "calibrate", "noise_quantized")
+# A tree of params.yaml runs no noise stage: no report reads a tree's noise curves (the findings judge a
+# tree on its clean test predictions), and Figure 10's cells are the most expensive of the grid.
+PARAMS_TREE_STAGES = tuple(s for s in TREE_STAGES if not s.startswith("noise_"))
 # Paths a tree reads from the main tree (lstm_ptq.paths.ProjectPaths data_root and float_root).
 DATA_PATHS = ("data/raw/", "data/tokenized/", "data/noisy/")
 FLOAT_PATHS = ("models/float/", "models/test_scores/", "models/noise_predictions/float/", "metrics/evaluate/")
@@ -326,7 +329,7 @@ def params_tree(name: str, params: dict[str, Any]) -> Tree:
     return Tree(
         root=tree.paths().root.as_posix(),
         prefix=name,
-        stages=TREE_STAGES[TREE_STAGES.index(tree.rerun_from) :],
+        stages=PARAMS_TREE_STAGES[PARAMS_TREE_STAGES.index(tree.rerun_from) :],
         argv=("--tree", name),
         shared=DATA_PATHS + (FLOAT_PATHS if tree.rerun_from == "calibration_sets" else ()),
         axes=tuple((f"grid.{key}", f"trees.{name}.params.grid.{key}") for key in grid),

@@ -140,7 +140,10 @@ def test_a_tree_in_params_gets_its_stages_with_their_own_keys_paths_and_axes(tmp
 
     assert cells("seed_b_train") == cells("train") and cells("seed_b_evaluate") == cells("evaluate")
     assert cells("seed_b_calibrate") == {c for c in cells("calibrate") if c.split("-")[2] in {"4", "3"}}
-    assert "wide_train" not in text and "wide_noise_float" not in text  # it reuses the main tree's float models
+    assert "wide_train" not in text and "wide_evaluate" not in text  # it reuses the main tree's float models
+    # a tree runs no noise stage (no report reads a tree's noise curves); the noise-trained variant does
+    assert not any(name.startswith(("seed_b_noise", "wide_noise")) for name in stages)
+    assert cells("noise_train_noise_quantized") and cells("noise_quantized")
     assert cells("wide_calibrate") == {c for c in cells("calibrate") if c.split("-")[2] == "3"}
     cmd, declared = stages["wide_calibrate@ag_news-generative-3-class_conditional"]
     assert cmd.endswith("--tree wide") and "trees.wide.params" in declared and "trees.wide.rerun_from" in declared
