@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import runpy
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -519,18 +520,37 @@ class _NoAliases(yaml.SafeDumper):
 
 
 ROOT_FILE = "dvc.yaml"
+# The main tree's largest stage families, each in a dvc.yaml (and so a dvc.lock) of its own under
+# pipelines/<family>/: 268 of the main tree's 338 stages. DVC rewrites a stage's whole lock file after every
+# stage it runs, with a YAML round trip whose time grows with the file (README, Performance), so each
+# stage's round trip is over its own family's entries rather than the whole tree's. A family is not split
+# further (by dataset, say): its matrix lists come from params.yaml, so `dvc exp run -S grid.datasets=...`
+# keeps working without regenerating the files.
+FAMILY_ROOT = "pipelines"
+FAMILIES = ("quantize", "activation_ranges", "calibrate", "noise_quantized")
+
+
+def family_file(name: str) -> str:
+    return f"{FAMILY_ROOT}/{name}/dvc.yaml"
 
 
 def tree_file(tree: Tree) -> str:
-    """Where a tree of params.yaml keeps its stages: a dvc.yaml of its own (and so a dvc.lock of its own) in
-    its root folder. DVC rewrites a stage's whole lock file after every stage it runs, with a YAML round trip
-    whose time grows with the file, so one lock for every tree's stages would make each stage slower the more
-    trees there are; per tree, each lock stays the size of its own tree (README, Performance)."""
+    """Where a tree keeps its stages: a dvc.yaml of its own (and so a dvc.lock of its own) in its root
+    folder; per tree, each lock stays the size of its own tree."""
     return f"{tree.root}/dvc.yaml"
 
 
+def main_stage_file(name: str) -> str:
+    """The dvc.yaml of a stage of the STAGES table: its family's, the noise-trained variant's (its data
+    stage and the stages it reruns) or the root one."""
+    if name in FAMILIES:
+        return family_file(name)
+    return tree_file(VARIANT) if name == "noise_train_data" else ROOT_FILE
+
+
 def generate(params_file: Path = REPO / "params.yaml") -> dict[str, str]:
-    """Every dvc.yaml of the project, by path from the repository root: the main one and one per tree."""
+    """Every dvc.yaml of the project, by path from the repository root: the root one, one per large stage
+    family of the main tree, the noise-trained variant's and one per tree."""
     params = load_params(params_file)
     grid = GridSettings.from_params(params)
     table = {s.name: s for s in STAGES}
@@ -545,50 +565,100 @@ def generate(params_file: Path = REPO / "params.yaml") -> dict[str, str]:
     # Figures 6-8 draw the cells of the seed trees as further training seeds (pipeline/reports.py)
     seed_metrics = tuple(t.reroot("metrics/calibrate") for name, t in zip(params.get("trees") or {}, trees) if is_seed_tree(params, name))
     table["ptq_report"] = replace(table["ptq_report"], deps=table["ptq_report"].deps + seed_metrics)
-    stages: dict[str, Any] = {}
-    tree_stages: dict[str, dict[str, Any]] = {tree_file(t): {} for t in trees}
+    files: dict[str, dict[str, Any]] = {ROOT_FILE: {}}  # dvc.yaml path -> its stages
+
+    def add(path: str, name: str, entry: dict[str, Any]) -> None:
+        if any(name in stages for stages in files.values()):
+            raise SystemExit(f"stage {name!r} would be defined twice; rename the tree that makes it")
+        files.setdefault(path, {})[name] = entry if path == ROOT_FILE else {"wdir": ROOT_FROM_NESTED, **entry}
+
     for stage in (table[s.name] for s in STAGES):
-        stages[stage.name] = stage_entry(stage, code[stage.script], reads[stage.name])
+        add(main_stage_file(stage.name), stage.name, stage_entry(stage, code[stage.script], reads[stage.name]))
         if stage.name == "noise_train_data":
             for base in (table[name] for name in VARIANT.stages):
                 variant_reads = [re.sub(r"\$\{item\.(\w+)\}", lambda m: fixed.get(m.group(1), m.group(0)), key) for key in reads[base.name]]
-                stages[VARIANT.name(base.name)] = stage_entry(VARIANT.stage(base), code[base.script], variant_reads)
+                add(tree_file(VARIANT), VARIANT.name(base.name), stage_entry(VARIANT.stage(base), code[base.script], variant_reads))
     for tree in trees:
+        files.setdefault(tree_file(tree), {})
         for base in (table[n] for n in tree.stages):
-            stage_name = tree.name(base.name)
-            if stage_name in stages or any(stage_name in other for other in tree_stages.values()):
-                raise SystemExit(f"trees.{tree.prefix}: its stage {stage_name!r} would take the name of another stage; rename the tree")
             staged = tree.stage(base)
-            entry = stage_entry(staged, code[base.script], stage_reads(staged, params, tree.argv))
-            tree_stages[tree_file(tree)][stage_name] = {"wdir": ROOT_FROM_TREE, **entry}
-    document = {"stages": stages, "metrics": ["metrics/summary.json"], "plots": top_level_plots(grid, params)}
-    files = {ROOT_FILE: HEADER + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=200)}
-    for path, entries in tree_stages.items():
-        tree_document = {"vars": [f"{ROOT_FROM_TREE}/params.yaml"], "stages": entries}
-        files[path] = HEADER + TREE_HEADER + yaml.dump(tree_document, Dumper=_NoAliases, sort_keys=False, width=200)
-    return files
+            add(tree_file(tree), tree.name(base.name), stage_entry(staged, code[base.script], stage_reads(staged, params, tree.argv)))
+    document = {"stages": files.pop(ROOT_FILE), "metrics": ["metrics/summary.json"], "plots": top_level_plots(grid, params)}
+    texts = {ROOT_FILE: HEADER + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=200)}
+    for path, entries in files.items():
+        nested = {"vars": [f"{ROOT_FROM_NESTED}/params.yaml"], "stages": entries}
+        texts[path] = HEADER + NESTED_HEADER + yaml.dump(nested, Dumper=_NoAliases, sort_keys=False, width=200)
+    return texts
 
 
-# A tree's dvc.yaml lives two folders down (variants/<name>/): its stages run from the repository root, so
-# every command, path and params key reads exactly as in the main dvc.yaml.
-ROOT_FROM_TREE = "../.."
-TREE_HEADER = "# A tree of params.yaml (trees.<name>): its stages run from the repository root (wdir) and read params.yaml there.\n"
+# Every other dvc.yaml lives two folders down (pipelines/<family>/, variants/<name>/): its stages run from
+# the repository root, so every command, path and params key reads exactly as in the root dvc.yaml.
+ROOT_FROM_NESTED = "../.."
+NESTED_HEADER = "# Its stages run from the repository root (wdir) and read params.yaml there; DVC keeps their state in the dvc.lock beside this file.\n"
 
 
-def stale_tree_files(files: dict[str, str], root: Path = REPO) -> list[Path]:
-    """Tree dvc.yaml files left from trees that params.yaml no longer has."""
-    return sorted(p for p in (root / TREES_ROOT).glob("*/dvc.yaml") if p.relative_to(root).as_posix() not in files)
+def nested_files(root: Path) -> list[Path]:
+    """The dvc.yaml files of the families and trees present under ``root``."""
+    return sorted([*(root / FAMILY_ROOT).glob("*/dvc.yaml"), *(root / TREES_ROOT).glob("*/dvc.yaml")])
+
+
+def stale_files(files: dict[str, str], root: Path = REPO) -> list[Path]:
+    """Family and tree dvc.yaml files that the generator no longer writes (a tree removed from params.yaml)."""
+    return [p for p in nested_files(root) if p.relative_to(root).as_posix() not in files]
+
+
+def lock_of(dvc_yaml: str) -> str:
+    return str(PurePosixPath(dvc_yaml).with_name("dvc.lock"))
+
+
+def migrate_locks(files: dict[str, str], root: Path = REPO) -> list[str]:
+    """Move each dvc.lock entry into the lock beside the dvc.yaml that now defines its stage, so a stage that
+    moved between files (a family given a file of its own, a project from before the split) keeps its
+    recorded state and DVC reruns nothing. Entries of stages no file defines stay where they are. Every
+    entry is first added to its new lock and only then removed from its old one, each file replaced
+    atomically, so an interruption can leave an entry twice (DVC reads only the one beside its stage) but
+    never lose it. Returns the moved entries' names."""
+    from dvc.utils.serialize import dumps_yaml, parse_yaml_for_update
+
+    home = {name: lock_of(path) for path, text in files.items() for name in yaml.safe_load(text)["stages"]}
+    present = [root / lock_of(ROOT_FILE), *(p.with_name("dvc.lock") for p in nested_files(root))]
+    locks = {p.relative_to(root).as_posix(): parse_yaml_for_update(p.read_text(encoding="utf-8"), p) for p in present if p.is_file()}
+    moves = [
+        (entry, source, home[entry.split("@")[0]])
+        for source, lock in locks.items()
+        for entry in (lock.get("stages") or {})
+        if home.get(entry.split("@")[0], source) != source
+    ]
+    if not moves:
+        return []
+    for entry, source, target in moves:
+        locks.setdefault(target, {"schema": "2.0", "stages": {}}).setdefault("stages", {})[entry] = locks[source]["stages"][entry]
+    changed = {path for _, source, target in moves for path in (source, target)}
+    for path in sorted(changed):  # every entry in its new lock, still in its old one
+        atomic_write(root / path, dumps_yaml(locks[path]))
+    for entry, source, _ in moves:
+        del locks[source]["stages"][entry]
+    for path in sorted({source for _, source, _ in moves}):
+        atomic_write(root / path, dumps_yaml(locks[path]))
+    return [entry for entry, _, _ in moves]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def write_files(files: dict[str, str], root: Path = REPO) -> None:
-    """Write every dvc.yaml and remove those of trees that are gone (with their dvc.lock)."""
-    for path in stale_tree_files(files, root):
+    """Write every dvc.yaml, move lock entries to the lock of the file that now defines their stage, and
+    remove the files (with their dvc.lock) of trees that are gone."""
+    for relative, text in files.items():
+        atomic_write(root / relative, text)
+    migrate_locks(files, root)
+    for path in stale_files(files, root):
         path.unlink()
         path.with_name("dvc.lock").unlink(missing_ok=True)
-    for relative, text in files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -598,7 +668,7 @@ def main() -> None:
     files = generate()
     if args.check:
         differing = [p for p, text in files.items() if not (REPO / p).is_file() or (REPO / p).read_text(encoding="utf-8") != text]
-        stale = [p.relative_to(REPO).as_posix() for p in stale_tree_files(files)]
+        stale = [p.relative_to(REPO).as_posix() for p in stale_files(files)]
         if differing or stale:
             raise SystemExit(f"out of date: {', '.join(differing + stale)}; run `./run python scripts/generate_dvc_yaml.py`")
         return

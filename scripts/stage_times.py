@@ -27,14 +27,20 @@ def newest_mtime(path: Path) -> float | None:
     return None
 
 
+def lock_files(root: Path) -> list[Path]:
+    """Every dvc.lock of the project: the root one, the stage families' (pipelines/) and the trees' (variants/).
+    Their stages run from the repository root, so every output path is relative to ``root``."""
+    return [p for p in [root / "dvc.lock", *sorted(root.glob("pipelines/*/dvc.lock")), *sorted(root.glob("variants/*/dvc.lock"))] if p.is_file()]
+
+
 def stage_ends(root: Path) -> dict[str, float]:
     """Each locked stage's end: the newest modification time among its outputs."""
-    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
     ends = {}
-    for name, entry in lock["stages"].items():
-        times = [t for out in entry.get("outs", []) if (t := newest_mtime(root / out["path"])) is not None]
-        if times:
-            ends[name] = max(times)
+    for lock_file in lock_files(root):
+        for name, entry in (yaml.safe_load(lock_file.read_text(encoding="utf-8")).get("stages") or {}).items():
+            times = [t for out in entry.get("outs", []) if (t := newest_mtime(root / out["path"])) is not None]
+            if times:
+                ends[name] = max(times)
     return ends
 
 

@@ -28,9 +28,21 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 _RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
 
 
+def stage_name(address: str) -> str:
+    """A stage's name from its DVC address: ``pipelines/calibrate/dvc.yaml:calibrate@x`` -> ``calibrate@x``
+    (the generator keeps names unique across the project's dvc.yaml files)."""
+    return address.rpartition(":")[2]
+
+
 def ran_stages(output: str) -> list[str]:
-    """The stages a ``dvc repro`` output says it ran, in order."""
-    return _RUNNING_STAGE.findall(output)
+    """The stages a ``dvc repro`` output says it ran, in order, by name (whichever dvc.yaml defines them)."""
+    return [stage_name(address) for address in _RUNNING_STAGE.findall(output)]
+
+
+def dvc_files(root: Path, name: str = "dvc.yaml") -> list[Path]:
+    """The project's dvc.yaml files (or, with ``name="dvc.lock"``, the locks beside them): the root one,
+    the stage families' under pipelines/ and the trees' under variants/."""
+    return [path for path in [root / name, *sorted(root.glob(f"pipelines/*/{name}")), *sorted(root.glob(f"variants/*/{name}"))] if path.is_file()]
 
 
 def hash_files(root: Path, *relative: str) -> dict[str, str]:
@@ -142,4 +154,18 @@ class DvcProject:
         (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
     def lock(self) -> dict[str, Any]:
-        return yaml.safe_load((self.root / "dvc.lock").read_text(encoding="utf-8"))
+        """Every dvc.lock of the project merged: ``{"stages": {name: entry}}``."""
+        stages = {}
+        for path in dvc_files(self.root, "dvc.lock"):
+            stages.update(yaml.safe_load(path.read_text(encoding="utf-8")).get("stages") or {})
+        return {"stages": stages}
+
+    def address(self, stage: str) -> str:
+        """How DVC addresses ``stage`` (a name, ``calibrate@x``, or a glob of names): with its dvc.yaml's path
+        unless the root dvc.yaml defines it."""
+        base = stage.split("@")[0]
+        for path in dvc_files(self.root):
+            if base in (yaml.safe_load(path.read_text(encoding="utf-8")).get("stages") or {}):
+                relative = path.relative_to(self.root).as_posix()
+                return stage if relative == "dvc.yaml" else f"{relative}:{stage}"
+        raise KeyError(f"no dvc.yaml of {self.root} defines stage {base!r}")

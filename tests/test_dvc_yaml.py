@@ -34,8 +34,13 @@ def generated_files() -> dict[str, str]:
 
 
 def generated() -> str:
-    """The main dvc.yaml (each tree of params.yaml has its own file, see generated_files)."""
+    """The root dvc.yaml (the large stage families, the noise-trained variant and each tree have files of their own)."""
     return generated_files()[generator.ROOT_FILE]
+
+
+def all_stages() -> dict[str, Any]:
+    """Every stage definition of every generated dvc.yaml, by name."""
+    return {name: stage for text in generated_files().values() for name, stage in yaml.safe_load(text)["stages"].items()}
 
 
 def resolve(project: Path) -> dict[str, tuple[str, list[str]]]:
@@ -78,10 +83,12 @@ def key_mismatch(declared: list[str], read: list[str]) -> tuple[list[str], list[
 
 def test_committed_dvc_yaml_files_are_the_generators_output() -> None:
     files = generated_files()
-    assert set(files) == {"dvc.yaml", *(f"variants/{name}/dvc.yaml" for name in load_params(REPO / "params.yaml")["trees"])}
+    families = {f"pipelines/{name}/dvc.yaml" for name in ("quantize", "activation_ranges", "calibrate", "noise_quantized")}
+    trees = {f"variants/{name}/dvc.yaml" for name in [*load_params(REPO / "params.yaml")["trees"], "noise_trained"]}
+    assert set(files) == {"dvc.yaml", *families, *trees}
     for path, text in files.items():
         assert (REPO / path).read_text(encoding="utf-8") == text, f"{path} is out of date: run `./run python scripts/generate_dvc_yaml.py`"
-    assert generator.stale_tree_files(files) == []
+    assert generator.stale_files(files) == []
 
 
 def test_each_tree_keeps_its_stages_in_its_own_dvc_yaml_run_from_the_root(tmp_path: Path) -> None:
@@ -99,6 +106,36 @@ def test_each_tree_keeps_its_stages_in_its_own_dvc_yaml_run_from_the_root(tmp_pa
     (gone / "dvc.lock").write_text("schema: '2.0'\n", encoding="utf-8")
     generator.write_files({"dvc.yaml": "stages: {}\n"}, tmp_path)
     assert sorted(p.name for p in gone.iterdir()) == [] and (tmp_path / "dvc.yaml").is_file()
+
+
+def test_a_stage_moved_to_another_dvc_yaml_keeps_its_lock_entry_and_nothing_reruns(tmp_path: Path) -> None:
+    """A project whose stages all lived in the root dvc.yaml (as before the families got files of their own):
+    regenerating moves each lock entry beside the file that now defines its stage, byte for byte, and DVC
+    finds every stage up to date. An entry of a stage no file defines stays where it was."""
+
+    def dvc(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    make = {"matrix": {"n": [1, 2]}, "cmd": "cp input.txt out_${item.n}.txt", "deps": ["input.txt"], "outs": ["out_${item.n}.txt"]}
+    keep = {"cmd": "cp input.txt kept.txt", "deps": ["input.txt"], "outs": ["kept.txt"]}
+    (tmp_path / "input.txt").write_text("x\n", encoding="utf-8")
+    dvc("init", "--no-scm", "-q")
+    generator.write_files({"dvc.yaml": yaml.safe_dump({"stages": {"make": make, "keep": keep}})}, tmp_path)
+    dvc("repro")
+    before = yaml.safe_load((tmp_path / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    before["retired"] = before["keep"]
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": before}), encoding="utf-8")
+    files = {
+        "dvc.yaml": yaml.safe_dump({"stages": {"keep": keep}}),
+        "pipelines/make/dvc.yaml": yaml.safe_dump({"stages": {"make": {"wdir": "../..", **make}}}),
+    }
+    generator.write_files(files, tmp_path)
+    root = yaml.safe_load((tmp_path / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    moved = yaml.safe_load((tmp_path / "pipelines/make/dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert set(root) == {"keep", "retired"} and moved == {k: before[k] for k in ("make@1", "make@2")}
+    assert "up to date" in dvc("status")
+    assert "Running stage" not in dvc("repro", "--all-pipelines")
+    assert generator.migrate_locks(files, tmp_path) == []  # a second run finds nothing to move
 
 
 def undeclared_or_unread(stages: dict[str, tuple[str, list[str]]], params: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +226,12 @@ def test_the_fingerprinted_code_is_what_a_real_import_of_the_script_loads() -> N
     code = stage_code(REPO, "stages/calibrate.py")
     assert "src/lstm_ptq/quantization/refine.py" in code and "stages/calibrate.py" in code
     assert "src/lstm_ptq/plots.py" not in code  # a cell stage does not rerun when a figure changes
-    deps = yaml.safe_load(generated())["stages"]["calibrate"]["deps"]
+    deps = all_stages()["calibrate"]["deps"]
     assert deps[0] == "fingerprints/calibrate.sha256" and not any(d.startswith(("src/", "stages/")) for d in deps)
 
 
 def test_every_stage_script_has_its_fingerprint_and_every_stage_depends_on_it() -> None:
-    document = yaml.safe_load(generated())["stages"]
+    document = all_stages()
     written = [next(iter(out)) for out in document["fingerprints"]["outs"]]
     scripts = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "stages").glob("*.py") if p.name != "fingerprints.py")
     assert written == [fingerprint_path(Path("."), s).as_posix() for s in scripts]
@@ -206,7 +243,7 @@ def test_every_stage_script_has_its_fingerprint_and_every_stage_depends_on_it() 
 
 @pytest.mark.parametrize("stage", [s for s in generator.VARIANT.stages])
 def test_variant_stages_run_the_main_script_on_the_variant_tree(stage: str) -> None:
-    stages = yaml.safe_load(generated())["stages"]
+    stages = all_stages()
     base, variant = stages[stage], stages[generator.VARIANT.name(stage)]
     assert variant["cmd"].split()[:2] == base["cmd"].split()[:2] and variant["cmd"].endswith("--root variants/noise_trained")
     code = lambda entry: [d for d in entry["deps"] if d.startswith("fingerprints/")]  # noqa: E731
@@ -218,4 +255,4 @@ def test_variant_stages_run_the_main_script_on_the_variant_tree(stage: str) -> N
 def test_only_the_summary_is_a_dvc_metric() -> None:
     document = yaml.safe_load(generated())
     assert document["metrics"] == ["metrics/summary.json"]
-    assert all("metrics" not in stage for stage in document["stages"].values())
+    assert all("metrics" not in stage for stage in all_stages().values())

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc_project import DvcProject, _isolated_env, hash_files, ran_stages, snapshot_project
+from dvc_project import DvcProject, _isolated_env, dvc_files, hash_files, ran_stages, snapshot_project, stage_name
 from test_pipeline_full_dvc import tiny_profile
 
 pytestmark = pytest.mark.slow
@@ -69,12 +69,12 @@ _UNCHANGED = re.compile(r"^Stage '([^']+)' didn't change, skipping$", re.MULTILI
 
 def restored_stages(output: str) -> list[str]:
     """The stages a ``dvc repro`` output says it restored from the run-cache instead of running."""
-    return _RESTORED.findall(output)
+    return [stage_name(address) for address in _RESTORED.findall(output)]
 
 
 def unchanged_stages(output: str) -> list[str]:
     """The stages a ``dvc repro`` output says matched their ``dvc.lock`` entry."""
-    return _UNCHANGED.findall(output)
+    return [stage_name(address) for address in _UNCHANGED.findall(output)]
 
 
 def has_uncached_out(dvc_yaml: dict, stage: str) -> bool:
@@ -124,14 +124,16 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> DvcProject:
 
 @pytest.fixture(scope="module")
 def dvc_yaml(origin: DvcProject) -> dict:
-    return yaml.safe_load((origin.root / "dvc.yaml").read_text(encoding="utf-8"))
+    """The stage definitions of every dvc.yaml of the project."""
+    stages = {name: stage for path in dvc_files(origin.root) for name, stage in yaml.safe_load(path.read_text(encoding="utf-8"))["stages"].items()}
+    return {"stages": stages}
 
 
 @pytest.fixture(scope="module")
 def worker_cc(origin: DvcProject, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The first machine: the class-conditional cells, with everything upstream of them."""
     project = clone(origin, tmp_path_factory.mktemp("worker_cc"))
-    output = project.dvc("repro", "--glob", "calibrate@*-class_conditional")
+    output = project.dvc("repro", "--glob", project.address("calibrate@*-class_conditional"))
     project.dvc("push", "--run-cache")
     return Run(project, output)
 
@@ -140,7 +142,7 @@ def worker_cc(origin: DvcProject, tmp_path_factory: pytest.TempPathFactory) -> R
 def worker_uc(origin: DvcProject, worker_cc: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The second machine, after the first pushed: the class-unconditional cells."""
     project = clone(origin, tmp_path_factory.mktemp("worker_uc"))
-    output = project.dvc("repro", "--pull", "--glob", "calibrate@*-class_unconditional")
+    output = project.dvc("repro", "--pull", "--glob", project.address("calibrate@*-class_unconditional"))
     project.dvc("push", "--run-cache")
     return Run(project, output)
 
@@ -150,7 +152,7 @@ def reporter(origin: DvcProject, worker_cc: Run, worker_uc: Run, tmp_path_factor
     """The final machine: code and params only, no dvc.lock; pulls what the workers pushed and builds the report,
     then commits dvc.lock and the git-tracked outputs and pushes."""
     project = clone(origin, tmp_path_factory.mktemp("reporter"))
-    assert not (project.root / "dvc.lock").exists()
+    assert not dvc_files(project.root, "dvc.lock")
     output = project.dvc("repro", "--pull", REPORT)
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "results")
