@@ -138,6 +138,23 @@ def test_a_stage_moved_to_another_dvc_yaml_keeps_its_lock_entry_and_nothing_reru
     assert generator.migrate_locks(files, tmp_path) == []  # a second run finds nothing to move
 
 
+@pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")  # DVC's own graph code, once per stage
+def test_every_stage_feeds_a_stage_of_the_root_dvc_yaml() -> None:
+    """`dvc exp run` and a bare `dvc repro` start from the root dvc.yaml and take what its stages depend on:
+    a stage of another file (a family, the noise-trained variant, a tree) that no root stage needs would be
+    skipped by them. Every one is upstream of a report."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        needed = {stage for stage in graph if stage.path_in_repo == generator.ROOT_FILE}
+        for stage in list(needed):
+            needed |= nx.descendants(graph, stage)
+        assert sorted(stage.addressing for stage in graph if stage not in needed) == []
+        assert any(stage.path_in_repo.startswith("variants/") for stage in needed)
+
+
 def undeclared_or_unread(stages: dict[str, tuple[str, list[str]]], params: dict[str, Any]) -> dict[str, Any]:
     problems = {}
     for name, (cmd, declared) in stages.items():
