@@ -224,7 +224,7 @@ def test_lstm_precision_and_decoder_feeding_are_tracked_settings(tiny: tuple[Dvc
     finally:
         params[section][name] = original
         project.set_params(params)
-    kinds = {stage.split("@")[0] for stage in changed}
+    kinds = {stage_name(stage).split("@")[0] for stage in changed}
     assert {kind for kind in kinds if not kind.startswith("noise_train")} == expected, changed
     assert not kinds & UPSTREAM, changed
     assert json.loads(project.dvc("status", "--json")) == {}
