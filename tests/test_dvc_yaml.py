@@ -11,6 +11,7 @@ import runpy
 import shlex
 import subprocess
 import sys
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,19 +45,41 @@ def all_stages() -> dict[str, Any]:
 
 
 def resolve(project: Path) -> dict[str, tuple[str, list[str]]]:
-    """Every concrete stage of the project's dvc.yaml as DVC resolves it: name -> (cmd, declared params keys)."""
-    from dvc.dependency.param import ParamsDependency
+    """Every concrete stage of the project's dvc.yaml files as DVC resolves them: name -> (cmd, declared params keys)."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
-        return {
-            stage.name: (stage.cmd, sorted(key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params)) for stage in repo.index.stages
-        }
+        return declared_params(repo)
+
+
+def declared_params(repo: Any) -> dict[str, tuple[str, list[str]]]:
+    from dvc.dependency.param import ParamsDependency
+
+    return {
+        stage.name: (stage.cmd, sorted(key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params)) for stage in repo.index.stages
+    }
 
 
 @cache
+def resolved_repo() -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+    """The repository as DVC resolves it, read once for the tests that need it: every concrete stage (as
+    :func:`resolve`), and the stages that no stage of the root dvc.yaml depends on, directly or not."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo, warnings.catch_warnings():
+        stages = declared_params(repo)
+        warnings.filterwarnings("ignore", "_NoneStep.value", DeprecationWarning)  # DVC's own graph code, once per stage
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        needed = {stage for stage in graph if stage.path_in_repo == generator.ROOT_FILE}
+        for stage in list(needed):
+            needed |= nx.descendants(graph, stage)
+        assert any(stage.path_in_repo.startswith("variants/") for stage in needed)
+        return stages, sorted(stage.addressing for stage in graph if stage not in needed)
+
+
 def resolved_stages() -> dict[str, tuple[str, list[str]]]:
-    return resolve(REPO)
+    return resolved_repo()[0]
 
 
 @cache
@@ -138,21 +161,11 @@ def test_a_stage_moved_to_another_dvc_yaml_keeps_its_lock_entry_and_nothing_reru
     assert generator.migrate_locks(files, tmp_path) == []  # a second run finds nothing to move
 
 
-@pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")  # DVC's own graph code, once per stage
 def test_every_stage_feeds_a_stage_of_the_root_dvc_yaml() -> None:
     """`dvc exp run` and a bare `dvc repro` start from the root dvc.yaml and take what its stages depend on:
     a stage of another file (a family, the noise-trained variant, a tree) that no root stage needs would be
     skipped by them. Every one is upstream of a report."""
-    import networkx as nx
-    from dvc.repo import Repo
-
-    with Repo(str(REPO)) as repo:
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        needed = {stage for stage in graph if stage.path_in_repo == generator.ROOT_FILE}
-        for stage in list(needed):
-            needed |= nx.descendants(graph, stage)
-        assert sorted(stage.addressing for stage in graph if stage not in needed) == []
-        assert any(stage.path_in_repo.startswith("variants/") for stage in needed)
+    assert resolved_repo()[1] == []
 
 
 def undeclared_or_unread(stages: dict[str, tuple[str, list[str]]], params: dict[str, Any]) -> dict[str, Any]:
