@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import re
 import runpy
 import sys
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from lstm_ptq.analysis_plots import ROUND_TO_NEAREST  # noqa: E402
+from lstm_ptq.artifacts import atomic_write_text  # noqa: E402
 from lstm_ptq.cli import stage_inputs  # noqa: E402
 from lstm_ptq.fingerprints import fingerprint_path  # noqa: E402
 from lstm_ptq.pipeline.trees import is_seed_tree  # noqa: E402
@@ -597,14 +597,16 @@ ROOT_FROM_NESTED = "../.."
 NESTED_HEADER = "# Its stages run from the repository root (wdir) and read params.yaml there; DVC keeps their state in the dvc.lock beside this file.\n"
 
 
-def nested_files(root: Path) -> list[Path]:
-    """The dvc.yaml files of the families and trees present under ``root``."""
-    return sorted([*(root / FAMILY_ROOT).glob("*/dvc.yaml"), *(root / TREES_ROOT).glob("*/dvc.yaml")])
+def project_files(root: Path, name: str = "dvc.yaml") -> list[Path]:
+    """The project's dvc.yaml files present under ``root`` (or, with ``name="dvc.lock"``, the locks beside
+    them): the root one, then the families' (pipelines/) and the trees' (variants/)."""
+    nested = sorted([*(root / FAMILY_ROOT).glob(f"*/{name}"), *(root / TREES_ROOT).glob(f"*/{name}")])
+    return [path for path in [root / name, *nested] if path.is_file()]
 
 
 def stale_files(files: dict[str, str], root: Path = REPO) -> list[Path]:
     """Family and tree dvc.yaml files that the generator no longer writes (a tree removed from params.yaml)."""
-    return [p for p in nested_files(root) if p.relative_to(root).as_posix() not in files]
+    return [p for p in project_files(root)[1:] if p.relative_to(root).as_posix() not in files]
 
 
 def lock_of(dvc_yaml: str) -> str:
@@ -621,8 +623,7 @@ def migrate_locks(files: dict[str, str], root: Path = REPO) -> list[str]:
     from dvc.utils.serialize import dumps_yaml, parse_yaml_for_update
 
     home = {name: lock_of(path) for path, text in files.items() for name in yaml.safe_load(text)["stages"]}
-    present = [root / lock_of(ROOT_FILE), *(p.with_name("dvc.lock") for p in nested_files(root))]
-    locks = {p.relative_to(root).as_posix(): parse_yaml_for_update(p.read_text(encoding="utf-8"), p) for p in present if p.is_file()}
+    locks = {p.relative_to(root).as_posix(): parse_yaml_for_update(p.read_text(encoding="utf-8"), p) for p in project_files(root, "dvc.lock")}
     moves = [
         (entry, source, home[entry.split("@")[0]])
         for source, lock in locks.items()
@@ -635,26 +636,19 @@ def migrate_locks(files: dict[str, str], root: Path = REPO) -> list[str]:
         locks.setdefault(target, {"schema": "2.0", "stages": {}}).setdefault("stages", {})[entry] = locks[source]["stages"][entry]
     changed = {path for _, source, target in moves for path in (source, target)}
     for path in sorted(changed):  # every entry in its new lock, still in its old one
-        atomic_write(root / path, dumps_yaml(locks[path]))
+        atomic_write_text(root / path, dumps_yaml(locks[path]))
     for entry, source, _ in moves:
         del locks[source]["stages"][entry]
     for path in sorted({source for _, source, _ in moves}):
-        atomic_write(root / path, dumps_yaml(locks[path]))
+        atomic_write_text(root / path, dumps_yaml(locks[path]))
     return [entry for entry, _, _ in moves]
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def write_files(files: dict[str, str], root: Path = REPO) -> None:
     """Write every dvc.yaml, move lock entries to the lock of the file that now defines their stage, and
     remove the files (with their dvc.lock) of trees that are gone."""
     for relative, text in files.items():
-        atomic_write(root / relative, text)
+        atomic_write_text(root / relative, text)
     migrate_locks(files, root)
     for path in stale_files(files, root):
         path.unlink()

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
+from generate_dvc_yaml import project_files
 
 
 def newest_mtime(path: Path) -> float | None:
@@ -27,16 +28,12 @@ def newest_mtime(path: Path) -> float | None:
     return None
 
 
-def lock_files(root: Path) -> list[Path]:
-    """Every dvc.lock of the project: the root one, the stage families' (pipelines/) and the trees' (variants/).
-    Their stages run from the repository root, so every output path is relative to ``root``."""
-    return [p for p in [root / "dvc.lock", *sorted(root.glob("pipelines/*/dvc.lock")), *sorted(root.glob("variants/*/dvc.lock"))] if p.is_file()]
-
-
 def stage_ends(root: Path) -> dict[str, float]:
     """Each locked stage's end: the newest modification time among its outputs."""
     ends = {}
-    for lock_file in lock_files(root):
+    # every dvc.lock: the root one, the families' and the trees'; their stages run from the repository root,
+    # so every output path is relative to ``root``
+    for lock_file in project_files(root, "dvc.lock"):
         for name, entry in (yaml.safe_load(lock_file.read_text(encoding="utf-8")).get("stages") or {}).items():
             times = [t for out in entry.get("outs", []) if (t := newest_mtime(root / out["path"])) is not None]
             if times:

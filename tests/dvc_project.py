@@ -39,10 +39,19 @@ def ran_stages(output: str) -> list[str]:
     return [stage_name(address) for address in _RUNNING_STAGE.findall(output)]
 
 
+def _generator() -> Any:
+    """scripts/generate_dvc_yaml.py, imported as a module."""
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    try:
+        import generate_dvc_yaml
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "scripts"))
+    return generate_dvc_yaml
+
+
 def dvc_files(root: Path, name: str = "dvc.yaml") -> list[Path]:
-    """The project's dvc.yaml files (or, with ``name="dvc.lock"``, the locks beside them): the root one,
-    the stage families' under pipelines/ and the trees' under variants/."""
-    return [path for path in [root / name, *sorted(root.glob(f"pipelines/*/{name}")), *sorted(root.glob(f"variants/*/{name}"))] if path.is_file()]
+    """The project's dvc.yaml files (or, with ``name="dvc.lock"``, the locks beside them): the generator's list."""
+    return _generator().project_files(root, name)
 
 
 def hash_files(root: Path, *relative: str) -> dict[str, str]:
@@ -79,13 +88,9 @@ def snapshot_project(dest: Path) -> Path:
 def write_params(root: Path, params: dict[str, Any]) -> None:
     """Write params.yaml and the dvc.yaml files that scripts/generate_dvc_yaml.py derives from it (the main one
     and one per tree: the trees' stages and the params each stage declares follow params.yaml)."""
-    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
-    try:
-        import generate_dvc_yaml
-    finally:
-        sys.path.remove(str(PROJECT_ROOT / "scripts"))
+    generator = _generator()
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    generate_dvc_yaml.write_files(generate_dvc_yaml.generate(root / "params.yaml"), root)
+    generator.write_files(generator.generate(root / "params.yaml"), root)
 
 
 def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
