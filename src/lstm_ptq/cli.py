@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .artifacts import outputs_together
 from .errors import PipelineError
 from .paths import ProjectPaths
 from .runtime import RuntimeSettings, apply_runtime
@@ -58,7 +59,8 @@ def run_stage(
     """Parse argv, check the matrix items, validate params.yaml as a whole, read the stage's settings (and
     set ``args.paths``), then run ``main``: all before any output is touched. A :class:`PipelineError` exits 1 with its message,
     and so does an :class:`OSError` (a full disk, an output path that cannot be written), naming the file: outputs are
-    written to a staging location and moved into place complete, so the previous ones are still there."""
+    written beside their final paths and moved into place together when ``main`` returns
+    (artifacts.outputs_together), so after a failure the previous ones are all still there."""
     args = parser.parse_args(argv)
     try:
         for item, (_, check) in ITEMS.items():
@@ -70,7 +72,8 @@ def run_stage(
         if "torch" in sys.modules:  # the stage's pipeline module imported it; the others never load torch
             threads, device = apply_runtime(runtime)
             print(f"runtime: {threads} torch threads, device {device}", file=sys.stderr, flush=True)
-        main(args, settings)
+        with outputs_together():  # every output moves into place when main returns, or none does
+            main(args, settings)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
