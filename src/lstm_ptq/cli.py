@@ -9,6 +9,7 @@ torch threads and device come from the environment (``LSTM_PTQ_THREADS``, ``LSTM
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ from .errors import PipelineError
 from .paths import ProjectPaths
 from .runtime import RuntimeSettings, apply_runtime
 from .settings import TreeSettings, check_bit_width, check_dataset, check_model_type, check_noise_model, check_scheme, load_params
+
+# Set to 1, a stage stops where its work would begin: scripts/bench_stage_startup.py times its fixed cost.
+DRY_START_ENV = "LSTM_PTQ_DRY_START"
 
 # A matrix item of dvc.yaml: its argparse type and the check that gives the project's error.
 ITEMS: dict[str, tuple[type, Callable[[Any, str], Any]]] = {
@@ -72,6 +76,8 @@ def run_stage(
         if "torch" in sys.modules:  # the stage's pipeline module imported it; the others never load torch
             threads, device = apply_runtime(runtime)
             print(f"runtime: {threads} torch threads, device {device}", file=sys.stderr, flush=True)
+        if os.environ.get(DRY_START_ENV) == "1":  # scripts/bench_stage_startup.py: the fixed cost, without the work
+            return
         with outputs_together():  # every output moves into place when main returns, or none does
             main(args, settings)
     except PipelineError as exc:
