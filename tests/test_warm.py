@@ -103,6 +103,37 @@ def test_a_served_stage_sees_its_arguments_directory_environment_streams_and_sta
     assert [entry["argv"][1:] for entry in served(runner_env)] == [["3", "an argument"]]
 
 
+LOADS = """\
+import importlib
+import sys
+
+from lstm_ptq import warm
+
+warm.delegate(__file__)
+if sys.argv[1] != "-":
+    importlib.import_module(sys.argv[1])
+print("warm" if "torch" in sys.modules and warm._in_runner else "cold", warm.stage_loaded("torch"), warm.stage_loaded("brevitas"))
+"""
+
+
+def test_a_served_stage_knows_what_its_script_would_have_loaded(probe: Path, runner_env: dict[str, str], tmp_path: Path) -> None:
+    """cli.run_stage sets torch's threads (and logs the runtime line) only in stages that load torch: a served
+    stage, whose runner has every module loaded, must answer as the same script in a fresh process would."""
+    start_runner(probe, runner_env, tmp_path)
+    script = tmp_path / "loads.py"
+    script.write_text(LOADS)
+    answers = {}
+    for module in ("-", "lstm_ptq.cli", "lstm_ptq.pipeline.float", "lstm_ptq.pipeline.ptq"):
+        for mode in ("0", "1"):
+            result = subprocess.run([sys.executable, str(script), module], env={**runner_env, warm.ENV: mode}, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            answers[module, mode] = result.stdout.split()
+    assert {mode: answers["-", mode] for mode in "01"} == {"0": ["cold", "False", "False"], "1": ["warm", "False", "False"]}
+    for module, loads in {"lstm_ptq.cli": ["False", "False"], "lstm_ptq.pipeline.float": ["True", "False"], "lstm_ptq.pipeline.ptq": ["True", "True"]}.items():
+        assert answers[module, "0"][1:] == loads == answers[module, "1"][1:], module
+        assert answers[module, "1"][0] == "warm"
+
+
 def test_killing_the_stage_process_ends_its_child_in_the_runner(probe: Path, runner_env: dict[str, str], tmp_path: Path) -> None:
     start_runner(probe, runner_env, tmp_path)
     pid_file = tmp_path / "child.pid"

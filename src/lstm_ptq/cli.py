@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import warm
 from .artifacts import outputs_together
 from .errors import PipelineError
 from .paths import ProjectPaths
@@ -73,7 +74,7 @@ def run_stage(
         params, args.paths = stage_inputs(args, load_params(args.params))
         settings = read_settings(args, params)
         runtime = RuntimeSettings.from_environ()
-        if "torch" in sys.modules:  # the stage's pipeline module imported it; the others never load torch
+        if warm.stage_loaded("torch"):  # the stage's pipeline module imported it; the others never load torch
             threads, device = apply_runtime(runtime)
             print(f"runtime: {threads} torch threads, device {device}", file=sys.stderr, flush=True)
         if os.environ.get(DRY_START_ENV) == "1":  # scripts/bench_stage_startup.py: the fixed cost, without the work

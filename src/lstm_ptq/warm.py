@@ -25,7 +25,9 @@ If the stage process is interrupted or killed, its child notices the closed conn
 from __future__ import annotations
 
 import array
+import builtins
 import hashlib
+import importlib.util
 import json
 import os
 import runpy
@@ -65,6 +67,65 @@ PRELOAD = (
 )
 _HEADER = struct.Struct("!I")
 _in_runner = False  # True in a runner's child, which runs the stage script itself
+# The imports made in the runner and in a served stage, each attributed to the module whose top-level code
+# was running (importer -> imported), even when the imported module was loaded already: a served stage asks
+# which modules its script would have loaded in a fresh process (stage_loaded).
+_imports: dict[str, set[str]] = {}
+_builtin_import = builtins.__import__
+
+
+def _running_module() -> str | None:
+    """The module whose top-level code is executing (the innermost ``<module>`` frame), if any."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            return frame.f_globals.get("__name__")
+        frame = frame.f_back
+    return None
+
+
+def _recording_import(name: str, globals: Mapping | None = None, locals: Mapping | None = None, fromlist: tuple = (), level: int = 0):  # noqa: A002
+    module = _builtin_import(name, globals, locals, fromlist, level)
+    importer = _running_module()
+    if importer is not None:
+        try:
+            absolute = importlib.util.resolve_name("." * level + name, (globals or {}).get("__package__")) if level else name
+        except (ImportError, ValueError):
+            return module
+        parts = absolute.split(".")
+        edges = _imports.setdefault(importer, set())
+        edges.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+        edges.update(f"{absolute}.{item}" for item in fromlist or () if f"{absolute}.{item}" in sys.modules)
+    return module
+
+
+_builtin_import_module = importlib.import_module
+
+
+def _recording_import_module(name: str, package: str | None = None):
+    module = _builtin_import_module(name, package)
+    importer = _running_module()
+    if importer is not None:
+        parts = module.__name__.split(".")
+        _imports.setdefault(importer, set()).update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return module
+
+
+def stage_loaded(module: str) -> bool:
+    """Whether ``module`` is loaded by now in a stage process of its own; in a served stage, whether its
+    script would have loaded it by now run by ``python``: the closure of the imports made under the
+    script's top-level code, over the imports recorded when the runner loaded each module. (Served, the
+    first call also stops the recording.)"""
+    if not _in_runner:
+        return module in sys.modules
+    builtins.__import__, importlib.import_module = _builtin_import, _builtin_import_module
+    seen, todo = set(), ["__main__"]
+    while todo:
+        for name in _imports.get(todo.pop(), ()):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return module in seen
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -215,6 +276,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         sys.path[0] = str(Path(request["script"]).parent)  # as `python <script>` sets it
         conn.sendall(struct.pack("!i", os.getpid()))  # the stage process forwards its signals here
         threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
+        _imports.pop("__main__", None)  # the runner's own __main__ (the -m launcher) is not the stage
         try:
             runpy.run_path(request["script"], run_name="__main__")
             status = 0
@@ -245,13 +307,12 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 def serve(path: Path) -> None:
     """Import :data:`PRELOAD`, then fork a child per request on ``path`` until idle for ``LSTM_PTQ_WARM_IDLE``
     seconds (default :data:`IDLE_SECONDS`)."""
-    import importlib
-
     idle_seconds = float(os.environ.get(IDLE_ENV, IDLE_SECONDS))
     log = os.environ.get(LOG_ENV)
 
-    for name in PRELOAD:
-        importlib.import_module(name)
+    builtins.__import__, importlib.import_module = _recording_import, _recording_import_module  # the import graph (stage_loaded)
+    for name in PRELOAD:  # (called from here, not from a module's top level: recorded as this runner's own)
+        _recording_import_module(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     staging = path.with_name(f".{path.name}.{os.getpid()}")
     staging.unlink(missing_ok=True)
