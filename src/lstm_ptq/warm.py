@@ -185,8 +185,10 @@ def delegate(script: str) -> None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))
-    except OSError:
+    except OSError as exc:
         conn.close()
+        if isinstance(exc, ConnectionRefusedError):
+            path.unlink(missing_ok=True)  # the name of a runner that was killed: nobody listens there
         _spawn_runner(path)
         return
     request = {"script": str(Path(script).resolve()), "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
