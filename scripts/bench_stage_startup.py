@@ -1,11 +1,14 @@
 """Fixed cost of a stage process: interpreter start to the stage's first useful work, per stage type.
 
-Each stage script is started ``--repeats`` times with the arguments of its first cell in dvc.yaml (the
-first value of every matrix axis) and run through its own ``parser`` and ``read_settings`` by the
-project's ``run_stage``, with a ``main`` that exits at once: the time covers the interpreter, every
-module-level import, the matrix-item checks and the validation of params.yaml, and stops where the
-stage would begin reading its inputs. The median wall time and the median CPU time (user + system of
-the child) are printed; the CPU time is what to compare when other work shares the machine.
+Each stage script is started ``--repeats`` times as dvc.yaml starts it (``python stages/<name>.py`` with
+the arguments of its first cell: the first value of every matrix axis), with ``LSTM_PTQ_DRY_START=1``,
+which makes ``cli.run_stage`` stop where the stage's work would begin: the time covers the interpreter,
+every module-level import, the matrix-item checks and the validation of params.yaml, and stops where the
+stage would begin reading its inputs. It is measured twice: in a fresh process per stage
+(``LSTM_PTQ_WARM=0``) and handed to a warm runner (``LSTM_PTQ_WARM=1``, lstm_ptq/warm.py; started once
+before the timed runs). The median wall time is printed, and for fresh processes the median CPU time
+(user + system), which is what to compare when other work shares the machine; a served stage's CPU time
+is spent in the runner's child, not in the timed process, so only its wall time is printed.
 ``--rebuild`` also times the rebuild of a quantized model from its float weights (what a calibrate or
 noise cell does before its first useful work), with Brevitas' TorchScript compilation on and off.
 
@@ -28,19 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from generate_dvc_yaml import project_files
+
+from lstm_ptq.cli import DRY_START_ENV
+from lstm_ptq.warm import ENV as WARM_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-
-# The stage script as a module (not __main__), then run_stage with a main that stops before any work.
-_TO_FIRST_WORK = """
-import sys
-from runpy import run_path
-stage = run_path(sys.argv[1], run_name="stage_startup")
-from lstm_ptq.cli import run_stage
-def first_work(args, settings):
-    raise SystemExit(0)
-run_stage(stage["parser"], stage["read_settings"], first_work, sys.argv[2:])
-"""
 
 _REBUILD = """
 import time, torch
@@ -89,6 +85,17 @@ def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def wait_for_runner(env: dict[str, str], timeout: float = 180.0) -> None:
+    from lstm_ptq import warm
+
+    path = warm.socket_path(warm.runner_key(env))
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the warm runner did not answer within {timeout:.0f} s ({path})")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", nargs="*", help="stage script names (default: every script in stages/)")
@@ -97,18 +104,30 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    cells = first_cells(yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8")), params)
+    cells: dict[str, list[str]] = {}
+    for dvc_yaml in project_files(REPO):  # the root file's stages first, then the families' (and the trees')
+        for name, argv in first_cells(yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")), params).items():
+            cells.setdefault(name, argv)
     names = args.stages or sorted(cells)
 
-    walls, cpus = {}, {}
-    print(f"{'stage type':20s} {'wall (median)':>14s} {'CPU (median)':>13s}  first cell")
-    for name in names:
-        runs = [timed_run([sys.executable, "-c", _TO_FIRST_WORK, *cells[name]], env) for _ in range(args.repeats)]
-        walls[name] = statistics.median(wall for wall, _ in runs)
-        cpus[name] = statistics.median(cpu for _, cpu in runs)
-        print(f"{name:20s} {walls[name]:12.2f} s {cpus[name]:11.2f} s  {shlex.join(cells[name][1:])}")
-    slowest = max(walls, key=walls.get)
-    print(f"median over stage types: wall {statistics.median(walls.values()):.2f} s, CPU {statistics.median(cpus.values()):.2f} s; slowest: {slowest}")
+    env[DRY_START_ENV] = "1"
+    for warm in ("0", "1"):
+        mode = {**env, WARM_ENV: warm}
+        if warm == "1":  # the first stage starts the runner and runs in its own process; wait until it answers
+            timed_run([sys.executable, *cells[names[0]]], mode)
+            wait_for_runner(mode)
+        walls, cpus = {}, {}
+        print(f"\n{'fresh process per stage' if warm == '0' else 'warm runner'} ({WARM_ENV}={warm})")
+        print(f"{'stage type':20s} {'wall (median)':>14s} {'CPU (median)':>13s}  first cell")
+        for name in names:
+            runs = [timed_run([sys.executable, *cells[name]], mode) for _ in range(args.repeats)]
+            walls[name] = statistics.median(wall for wall, _ in runs)
+            cpus[name] = statistics.median(cpu for _, cpu in runs)
+            cpu = f"{cpus[name]:11.2f} s" if warm == "0" else f"{'-':>13s}"  # the runner's child is not this process's child
+            print(f"{name:20s} {walls[name]:12.2f} s {cpu}  {shlex.join(cells[name][1:])}")
+        slowest = max(walls, key=walls.get)
+        cpu_median = f", CPU {statistics.median(cpus.values()):.2f} s" if warm == "0" else ""
+        print(f"median over stage types: wall {statistics.median(walls.values()):.2f} s{cpu_median}; slowest: {slowest}")
 
     if args.rebuild:
         for jit in ("0", "1"):

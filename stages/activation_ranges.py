@@ -7,6 +7,10 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from lstm_ptq import warm
+
+warm.delegate(__file__)  # with LSTM_PTQ_WARM=1 a warm runner runs this stage, without the imports' cost (lstm_ptq/warm.py)
+
 from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.ptq import activation_ranges_stage
 from lstm_ptq.settings import CalibrationSettings, QuantizationSettings

@@ -4,6 +4,10 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from lstm_ptq import warm
+
+warm.delegate(__file__)  # with LSTM_PTQ_WARM=1 a warm runner runs this stage, without the imports' cost (lstm_ptq/warm.py)
+
 from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.analysis_report import analysis_report_stage, grid_axis
 from lstm_ptq.settings import AnalysisSettings

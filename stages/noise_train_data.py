@@ -6,6 +6,10 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from lstm_ptq import warm
+
+warm.delegate(__file__)  # with LSTM_PTQ_WARM=1 a warm runner runs this stage, without the imports' cost (lstm_ptq/warm.py)
+
 from lstm_ptq.cli import run_stage, stage_parser
 from lstm_ptq.pipeline.data import build_noise_trained_data
 from lstm_ptq.settings import NoiseSettings, NoiseTrainingSettings, TextSettings

@@ -109,6 +109,9 @@ def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
     )
+    # The warm stage runner as the suite runs (./run turns it on): one runner per project, since the
+    # project's HOME and package copy are part of a runner's key (lstm_ptq/warm.py).
+    env["LSTM_PTQ_WARM"] = os.environ.get("LSTM_PTQ_WARM", "0")
     return env
 
 

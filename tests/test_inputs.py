@@ -314,3 +314,45 @@ def test_an_output_path_that_cannot_be_written_is_an_error_naming_it(tmp_path: P
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: ") and str(blocker) in result.stderr and "Traceback" not in result.stderr
     assert blocker.read_text() == "a file where the output folder belongs\n"
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_stage_that_fails_on_its_last_output_leaves_all_its_previous_outputs(tmp_path: Path) -> None:
+    """A real tokenize stage writes its tokenized folder, then its metrics file. Rerun with other settings
+    and the metrics folder blocked, it fails on the metrics file: the tokenized folder it had already
+    built must not replace the previous one (new data beside old metrics), so both stay byte for byte."""
+    import yaml
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bundled").symlink_to(REPO / "data" / "bundled")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def stage(*command: str, params: Path = REPO / "params.yaml") -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, *command, "--params", str(params), "--root", str(tmp_path)]
+        return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+
+    assert stage("stages/download.py", "dbpedia").returncode == 0
+    first = stage("stages/tokenize_data.py", "dbpedia")
+    assert first.returncode == 0, first.stderr
+    paths = ProjectPaths(tmp_path)
+    tokenized_before, metrics_before = _tree_bytes(paths.tokenized("dbpedia")), paths.tokenize_metrics("dbpedia").read_bytes()
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tokenize"]["max_length"] = 8  # another tokenized folder than the first run's
+    other = tmp_path / "other_params.yaml"
+    other.write_text(yaml.safe_dump(params))
+    metrics_dir = paths.tokenize_metrics("dbpedia").parent
+    blocked = metrics_dir.with_name(metrics_dir.name + ".aside")
+    metrics_dir.rename(blocked)
+    metrics_dir.write_text("a file where the metrics folder belongs\n")
+
+    second = stage("stages/tokenize_data.py", "dbpedia", params=other)
+    assert second.returncode == 1 and second.stderr.startswith("error: ") and "Traceback" not in second.stderr, second.stderr
+    assert _tree_bytes(paths.tokenized("dbpedia")) == tokenized_before
+    assert sorted(p.name for p in paths.tokenized("dbpedia").parent.iterdir()) == ["dbpedia"]  # no pending copy left behind
+    metrics_dir.unlink()
+    blocked.rename(metrics_dir)
+    assert paths.tokenize_metrics("dbpedia").read_bytes() == metrics_before

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_ptq.artifacts import staged_output, write_frame
+from lstm_ptq.artifacts import atomic_write_text, load_arrays, outputs_together, read_input_bytes, save_arrays, save_figure, staged_output, write_frame
 from lstm_ptq.calibration import (
     SCHEMES,
     CalibrationContext,
@@ -57,6 +57,66 @@ def test_staged_output_creates_a_missing_output(tmp_path: Path) -> None:
     with staged_output(final) as staged:
         (staged / "x").write_text("x")
     assert (final / "x").read_text() == "x"
+
+
+def test_outputs_together_moves_every_output_into_place_when_the_block_ends(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with outputs_together():
+        atomic_write_text(tmp_path / "a.txt", "new a")
+        with staged_output(tmp_path / "out") as staged:
+            save_arrays(staged / "x.npz", x=np.arange(3))
+        atomic_write_text(tmp_path / "b.txt", "b")
+        # nothing is in place yet, but the stage reads what it wrote
+        assert (tmp_path / "a.txt").read_text() == "old a" and not (tmp_path / "b.txt").exists()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["old.txt"]
+        assert read_input_bytes(tmp_path / "a.txt") == b"new a"
+        assert load_arrays(tmp_path / "out" / "x.npz")["x"].tolist() == [0, 1, 2]
+        atomic_write_text(tmp_path / "out" / "y.txt", "y")  # into the directory output already built
+    assert (tmp_path / "a.txt").read_text() == "new a" and (tmp_path / "b.txt").read_text() == "b"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.npz", "y.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "out"]  # no pending copy left
+
+
+def test_outputs_together_keeps_every_previous_output_when_the_block_raises(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="after two outputs"):
+        with outputs_together():
+            with staged_output(tmp_path / "out") as staged:
+                (staged / "new.txt").write_text("new")
+            atomic_write_text(tmp_path / "a.txt", "new a")
+            atomic_write_text(tmp_path / "c.txt", "c")
+            raise RuntimeError("after two outputs")
+    assert (tmp_path / "a.txt").read_text() == "old a" and not (tmp_path / "c.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out"]
+
+
+def test_the_last_of_two_writes_of_one_output_wins(tmp_path: Path) -> None:
+    with outputs_together():
+        atomic_write_text(tmp_path / "a.txt", "first")
+        atomic_write_text(tmp_path / "a.txt", "second")
+    assert (tmp_path / "a.txt").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_outputs_together_blocks_do_not_nest() -> None:
+    with outputs_together(), pytest.raises(RuntimeError, match="do not nest"), outputs_together():
+        pass
+
+
+def test_save_figure_writes_the_bytes_savefig_writes(tmp_path: Path) -> None:
+    from lstm_ptq.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [2, 0, 1])
+    fig.savefig(tmp_path / "direct.png", dpi=120)
+    save_figure(fig, tmp_path / "saved.png")
+    plt.close(fig)
+    assert (tmp_path / "saved.png").read_bytes() == (tmp_path / "direct.png").read_bytes()
 
 
 def _dictwriter(rows: list[dict], fieldnames: list[str]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_frame
+from .artifacts import save_figure, write_frame
 from .plots import _pyplot, wide_table
 
 KS_FIGURES = {
@@ -72,7 +72,7 @@ def write_ks_figures(ks: pd.DataFrame, out_dir: Path, panels: Sequence[tuple[str
         fig.suptitle(title + " (hollow: p >= 0.05)", fontsize=10)
         fig.tight_layout()
         png = out_dir / f"figure{figure}.png"
-        fig.savefig(png, dpi=120)
+        save_figure(fig, png)
         plt.close(fig)
         written.append(png)
     return written
@@ -119,7 +119,7 @@ def write_figure15(curves: Mapping[str, pd.DataFrame], summaries: Mapping[str, M
     fig.suptitle("Figure 15: kernel density of the generative model's token-level losses", fontsize=10)
     fig.tight_layout()
     png = out_dir / "figure15.png"
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png)
     plt.close(fig)
     written.append(png)
     return written
@@ -157,7 +157,7 @@ def write_per_class_figure(
     fig.suptitle("Per-class effects of PTQ: spread of the accuracy drop over classes, and score variance vs float", fontsize=10)
     fig.tight_layout()
     png = out_dir / "per_class.png"
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png)
     plt.close(fig)
     written.append(png)
     return written

@@ -1,7 +1,14 @@
-"""Deterministic, atomic writing of pipeline outputs.
+"""Deterministic, atomic writing of pipeline outputs, committed together.
 
 Every output is written to a temporary file in its destination directory and moved into place with
 ``os.replace``, so an interrupted stage never leaves a half-written file where a good one was.
+
+Inside :func:`outputs_together` (every stage runs in one: ``cli.run_stage``) the moves wait until the
+stage returns: each written file and each staged directory stays beside its final path, readable
+through this module's readers, and all of them are moved into place at the end. A stage that fails
+removes its pending copies and leaves every previous output as it was, never new files beside old
+ones. Files that a stage keeps for itself while it runs (training's resume state) are written at once
+(``working_state=True``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +34,92 @@ if TYPE_CHECKING:
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+@dataclass
+class _Outputs:
+    """The outputs of the running :func:`outputs_together` block: final path -> the complete copy
+    waiting beside it (a file or a staged directory), in the order they were written."""
+
+    pending: dict[Path, Path] = field(default_factory=dict)
+    staging: set[Path] = field(default_factory=set)  # staging directories still being filled
+
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` lies inside a staging directory, which no one else sees: written at once."""
+        return any(root == path or root in path.parents for root in self.staging)
+
+    def add(self, final: Path, ready: Path) -> None:
+        previous = self.pending.pop(final, None)  # a second write of one output: the last one wins
+        if previous is not None:
+            _remove(previous)
+        self.pending[final] = ready
+
+    def in_directory(self, path: Path) -> Path | None:
+        """Where ``path`` lies in a directory output already built and waiting, if it lies in one."""
+        for final, ready in self.pending.items():
+            if final in path.parents and ready.is_dir():
+                return ready / path.relative_to(final)
+        return None
+
+    def readable(self, path: Path) -> Path:
+        """Where ``path``'s current content is: its pending copy, the file inside a pending directory, or itself."""
+        if path in self.pending:
+            return self.pending[path]
+        return self.in_directory(path) or path
+
+
+_outputs: _Outputs | None = None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def outputs_together() -> Iterator[None]:
+    """Hold every output written in the block (:func:`atomic_write_bytes` and the writers built on it,
+    :func:`staged_output`, :func:`save_figure`) beside its final path, and move them all into place when
+    the block ends normally; when it raises, remove the pending copies, so the previous outputs stay.
+
+    Moving them is one rename per output (a directory's previous version is kept aside until the new
+    one is in place): the work that can fail, computing and writing, is done before the first one.
+    Blocks do not nest; a stage process runs in exactly one.
+    """
+    global _outputs
+    if _outputs is not None:
+        raise RuntimeError("outputs_together blocks do not nest")
+    _outputs = outputs = _Outputs()
+    try:
+        yield
+    except BaseException:
+        _outputs = None
+        for ready in outputs.pending.values():
+            _remove(ready)
+        raise
+    _outputs = None
+    try:
+        for final, ready in outputs.pending.items():
+            if ready.is_dir():
+                replace_directory(ready, final)
+            else:
+                os.replace(ready, final)
+    except BaseException:
+        for ready in outputs.pending.values():
+            if ready.exists():
+                _remove(ready)
+        raise
+
+
+def readable_path(path: str | os.PathLike[str]) -> Path:
+    """Where a stage reads ``path`` from: inside :func:`outputs_together`, an output the stage wrote
+    itself is still waiting beside its final path; elsewhere, the path itself."""
     path = Path(path)
+    return path if _outputs is None else _outputs.readable(path)
+
+
+def _write_beside(path: Path, data: bytes) -> Path:
+    """``data`` in a new fsynced temporary file in ``path``'s directory; returns the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -36,9 +127,30 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, working_state: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename).
+
+    Inside :func:`outputs_together` the rename waits for the end of the block, unless the file is
+    ``working_state`` (kept by the stage for itself, such as a resume file) or lies in a staging
+    directory."""
+    path = Path(path)
+    staged = _outputs.in_directory(path) if _outputs is not None else None
+    if staged is not None:  # into a directory output already built: its waiting copy
+        path = staged
+    tmp = _write_beside(path, data)
+    if _outputs is not None and staged is None and not working_state and not _outputs.holds(path):
+        _outputs.add(path, tmp)
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -86,7 +198,7 @@ def read_input_bytes(path: Path) -> bytes:
     from .errors import DataError
 
     try:
-        return path.read_bytes()
+        return readable_path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:  # a directory, no permission, an I/O error
@@ -138,10 +250,11 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     from .errors import DataError
 
     path = Path(path)
-    if not path.is_file():
+    source = readable_path(path)
+    if not source.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(source, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as exc:  # numpy and zipfile raise EOFError, ValueError, BadZipFile, zlib.error, TypeError (a bare .npy), ...
         raise DataError(f"{path}: not a loadable .npz archive ({type(exc).__name__}: {exc})") from None
@@ -181,12 +294,20 @@ def require_array(
     return array
 
 
-def save_torch(path: str | os.PathLike[str], obj: Any) -> None:
-    """``torch.save`` of ``obj`` written atomically."""
+def save_torch(path: str | os.PathLike[str], obj: Any, *, working_state: bool = False) -> None:
+    """``torch.save`` of ``obj`` written atomically (:func:`atomic_write_bytes`)."""
     import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue(), working_state=working_state)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """A matplotlib figure as PNG, written atomically (:func:`atomic_write_bytes`): the bytes
+    ``fig.savefig(path, dpi=dpi)`` writes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -197,7 +318,7 @@ def load_torch(path: str | os.PathLike[str], what: str) -> Any:
     from .errors import DataError
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(readable_path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt, empty or pickled-object files
         lines = str(exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
@@ -235,18 +356,27 @@ def _staging_directory(final: Path) -> Path:
 @contextmanager
 def staged_output(final: Path) -> Iterator[Path]:
     """Build a directory output in a fresh staging directory beside ``final``; when the block ends
-    normally it replaces ``final`` (:func:`replace_directory`), when it raises the staging directory
-    is removed and the previous ``final``, if any, is left as it was.
+    normally it replaces ``final`` (:func:`replace_directory`; inside :func:`outputs_together`, with the
+    stage's other outputs), when it raises the staging directory is removed and the previous ``final``,
+    if any, is left as it was.
 
         with staged_output(out_dir) as staged:
             save_arrays(staged / "train.npz", ...)
     """
     staged = _staging_directory(final)
+    outputs = _outputs
+    if outputs is not None:
+        outputs.staging.add(staged)
     try:
         yield staged
+        if outputs is not None and outputs is _outputs:  # moved into place with the stage's other outputs
+            outputs.add(final, staged)
+            return
         replace_directory(staged, final)
     finally:
-        if staged.exists():
+        if outputs is not None:
+            outputs.staging.discard(staged)
+        if staged.exists() and (outputs is None or outputs.pending.get(final) != staged):
             shutil.rmtree(staged)
 
 

@@ -9,15 +9,21 @@ torch threads and device come from the environment (``LSTM_PTQ_THREADS``, ``LSTM
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import warm
+from .artifacts import outputs_together
 from .errors import PipelineError
 from .paths import ProjectPaths
 from .runtime import RuntimeSettings, apply_runtime
 from .settings import TreeSettings, check_bit_width, check_dataset, check_model_type, check_noise_model, check_scheme, load_params
+
+# Set to 1, a stage stops where its work would begin: scripts/bench_stage_startup.py times its fixed cost.
+DRY_START_ENV = "LSTM_PTQ_DRY_START"
 
 # A matrix item of dvc.yaml: its argparse type and the check that gives the project's error.
 ITEMS: dict[str, tuple[type, Callable[[Any, str], Any]]] = {
@@ -58,7 +64,8 @@ def run_stage(
     """Parse argv, check the matrix items, validate params.yaml as a whole, read the stage's settings (and
     set ``args.paths``), then run ``main``: all before any output is touched. A :class:`PipelineError` exits 1 with its message,
     and so does an :class:`OSError` (a full disk, an output path that cannot be written), naming the file: outputs are
-    written to a staging location and moved into place complete, so the previous ones are still there."""
+    written beside their final paths and moved into place together when ``main`` returns
+    (artifacts.outputs_together), so after a failure the previous ones are all still there."""
     args = parser.parse_args(argv)
     try:
         for item, (_, check) in ITEMS.items():
@@ -67,10 +74,13 @@ def run_stage(
         params, args.paths = stage_inputs(args, load_params(args.params))
         settings = read_settings(args, params)
         runtime = RuntimeSettings.from_environ()
-        if "torch" in sys.modules:  # the stage's pipeline module imported it; the others never load torch
+        if warm.stage_loaded("torch"):  # the stage's pipeline module imported it; the others never load torch
             threads, device = apply_runtime(runtime)
             print(f"runtime: {threads} torch threads, device {device}", file=sys.stderr, flush=True)
-        main(args, settings)
+        if os.environ.get(DRY_START_ENV) == "1":  # scripts/bench_stage_startup.py: the fixed cost, without the work
+            return
+        with outputs_together():  # every output moves into place when main returns, or none does
+            main(args, settings)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .artifacts import load_torch, read_json, save_torch
+from .artifacts import load_torch, read_json, readable_path, save_torch
 from .errors import DataError, ParamError
 from .paths import ProjectPaths
 
@@ -398,7 +398,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict with ``weights_only=True``; anything else is refused with a clear error."""
     path = Path(path)
-    if not path.is_file():
+    if not readable_path(path).is_file():
         raise DataError(f"{path}: checkpoint not found")
     state = load_torch(path, "state dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):

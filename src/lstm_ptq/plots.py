@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .artifacts import write_frame
+from .artifacts import save_figure, write_frame
 from .stats import wilson_interval
 
 
@@ -139,7 +139,7 @@ def write_ptq_figures(
         fig.suptitle((title + " (dotted: float)" if value == "accuracy" else title) + "\n" + "; ".join(notes), fontsize=10)
         fig.tight_layout()
         png = out_dir / f"{name}.png"
-        fig.savefig(png, dpi=120)
+        save_figure(fig, png)
         plt.close(fig)
         written.append(png)
 
@@ -166,7 +166,7 @@ def write_ptq_figures(
     fig.suptitle(f"Figure 11: accuracy by calibration scheme (class coverage)\n{BAND_NOTE}", fontsize=10)
     fig.tight_layout()
     png = out_dir / "figure11.png"
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png)
     plt.close(fig)
     written.append(png)
     return written
@@ -226,7 +226,7 @@ def write_noise_figures(
         fig.suptitle(f"Figure 9: float accuracy vs noise level ({name})\n{BAND_NOTE}", fontsize=10)
         fig.tight_layout()
         written.append(out_dir / f"figure9_{name}.png")
-        fig.savefig(written[-1], dpi=120)
+        save_figure(fig, written[-1])
         plt.close(fig)
 
         for scheme in schemes:
@@ -255,7 +255,7 @@ def write_noise_figures(
             )
             fig.tight_layout()
             written.append(out_dir / f"figure10_{scheme}_{name}.png")
-            fig.savefig(written[-1], dpi=120)
+            save_figure(fig, written[-1])
             plt.close(fig)
     return written
 
@@ -300,7 +300,7 @@ def write_figure16(
     fig.suptitle(f"Figure 16: generative model trained with noise {level:g} vs clean\n{scheme} calibration (dotted: float){note}", fontsize=10)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "figure16.png", dpi=120)
+    save_figure(fig, out_dir / "figure16.png")
     plt.close(fig)
     written.append(out_dir / "figure16.png")
     return written

@@ -192,6 +192,7 @@ def train_model(
                     "elapsed": elapsed,
                     "tokens_seen": tokens_seen,
                 },
+                working_state=True,  # kept by this run for itself: a killed run resumes from it
             )
     return TrainResult(
         state_dict=best_state,

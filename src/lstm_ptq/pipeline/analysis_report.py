@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis_plots import write_figure15, write_ks_figures, write_per_class_figure
-from ..artifacts import read_frame, read_json, write_frame
+from ..artifacts import read_frame, read_json, readable_path, write_frame
 from ..datasets import dataset_spec
 from ..errors import DataError
 from ..evaluation import load_test_scores
@@ -84,7 +84,7 @@ def per_class_stage(dataset: str, model_type: str, bit_widths: Sequence[int], sc
 
 
 def _read_table(path: Path, what: str) -> pd.DataFrame:
-    if not path.is_file():
+    if not readable_path(path).is_file():
         raise DataError(f"{path}: missing; run the {what} stage first (dvc repro)")
     return read_frame(path)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..analysis import final_layer_output_error, hidden_state_stats
-from ..artifacts import load_arrays, read_json, require_array, save_arrays, write_json
+from ..artifacts import load_arrays, read_json, readable_path, require_array, save_arrays, write_json
 from ..calibration import check_scheme
 from ..datasets import dataset_spec
 from ..errors import DataError
@@ -121,7 +121,7 @@ def activation_ranges_stage(
 def load_activation_ranges(paths: ProjectPaths, dataset: str, model_type: str, scheme: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
     """The ranges, their summary and the ranges file (for error messages)."""
     ranges_file = paths.activation_ranges_file(dataset, model_type, scheme)
-    if not ranges_file.is_file():
+    if not readable_path(ranges_file).is_file():
         raise DataError(f"{ranges_file}: missing; run the activation_ranges@{dataset}-{model_type}-{scheme} stage first")
     ranges = {name: torch.as_tensor(value) for name, value in load_arrays(ranges_file).items()}
     return ranges, read_json(paths.activation_ranges_summary(dataset, model_type, scheme)), ranges_file

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..artifacts import load_torch, save_torch
+from ..artifacts import load_torch, readable_path, save_torch
 from ..errors import DataError
 from ..models import ModelConfig
 from .activations import is_calibrated, require_calibrated
@@ -51,7 +51,7 @@ def load_quantized(path: str | Path, config: ModelConfig, spec: QuantSpec, *, ca
     """Load a quantized checkpoint, refusing one built for another model, bit width or quantization setting,
     or one whose calibration state is not ``calibrated``."""
     path = Path(path)
-    if not path.is_file():
+    if not readable_path(path).is_file():
         raise DataError(f"{path}: quantized checkpoint not found")
     payload = load_torch(path, "quantized checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
