@@ -467,10 +467,10 @@ def analysis_plots(grid: GridSettings, analysis: AnalysisSettings, noise: NoiseT
     """Section 6's figures (stage ``analysis_report``): Figures 12-14 and the per-class series per dataset and
     model, Figure 15 per dataset, and their PNGs."""
     out: list[Any] = []
-    reference, others = analysis.schemes[0], analysis.schemes[1:]
+    reference = analysis.schemes[0]
     lines = {
         12: ([*analysis.schemes, ROUND_TO_NEAREST], "KS, final-layer weights vs float"),
-        13: ([f"{layer}_{s}_vs_{reference}" for s in others for layer in ("embedding", "lstm")], "KS, activations between calibration sets"),
+        13: ([f"{layer}_{s}_vs_{reference}" for s in analysis.figure13_schemes for layer in ("embedding", "lstm")], "KS, activations between calibration sets"),
         14: (list(analysis.schemes), "KS, final-layer outputs vs float"),
     }
     for dataset, model_type in itertools.product(grid.datasets, grid.model_types):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -559,3 +560,22 @@ def test_noise_training_eval_level_is_read_only_for_figure16() -> None:
     assert NoiseTrainingSettings.from_params(params, with_eval_level=True).eval_level == 0.2
     del params["noise_training"]["eval_level"]
     assert NoiseTrainingSettings.from_params(params).eval_level is None
+
+
+def test_figure13_compares_every_calibration_set_of_the_grid(grid: tuple[Path, dict]) -> None:
+    """Figure 13's KS (embedding and LSTM activations on a calibration set vs on analysis.schemes[0]'s) for
+    every scheme of the grid, not only the compared ones, so a reader sees which sets are in fact
+    imbalanced; its bootstrapped gaps stay with analysis.schemes."""
+    root, params = grid
+    assert params["analysis"]["schemes"] == ["class_conditional", "class_unconditional"]
+    run_in_process("ks_analysis", root / "params.yaml", root, "ag_news", "discriminative")
+    ks = pd.read_csv(root / "metrics/analysis/ag_news/discriminative/ks.csv")
+    figure13 = ks.loc[ks["figure"] == 13]
+    expected = {(layer, scheme, bits) for layer in ("embedding", "lstm") for scheme in set(SCHEMES) - {"class_conditional"} for bits in (8, 3)}
+    assert set(zip(figure13["layer"], figure13["scheme"], figure13["bit_width"])) == expected
+    assert set(figure13["against"]) == {"class_conditional"}
+    one_class = figure13.loc[(figure13["scheme"] == "classes_1") & (figure13["layer"] == "embedding"), "ks_statistic"].min()
+    unconditional = figure13.loc[(figure13["scheme"] == "class_unconditional") & (figure13["layer"] == "embedding"), "ks_statistic"].max()
+    assert one_class > unconditional  # one class's documents are further from the balanced set than a random draw
+    gaps = pd.read_csv(root / "metrics/analysis/ag_news/discriminative/ks_gaps.csv")
+    assert set(gaps.loc[gaps["figure"] == 13, "first"]) == {"embedding: class_unconditional vs class_conditional"}

@@ -688,6 +688,13 @@ class AnalysisSettings:
     documents: int | None
     kde_bit_width: int
     kde_points: int
+    grid_schemes: tuple[str, ...] = ()  # grid.calibration_schemes: Figure 13 compares every calibration set
+
+    @property
+    def figure13_schemes(self) -> tuple[str, ...]:
+        """The calibration sets Figure 13 compares with ``schemes[0]``'s: the other compared schemes, then
+        every other scheme of the grid (the calibration sets only, so an imbalanced set shows as imbalanced)."""
+        return (*self.schemes[1:], *(s for s in self.grid_schemes if s not in self.schemes))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
@@ -702,6 +709,7 @@ class AnalysisSettings:
             documents=_optional_int(node, "documents", where, "the whole test split"),
             kde_bit_width=check_bit_width(get_typed(node, "kde_bit_width", int, where), f"{where}.kde_bit_width"),
             kde_points=get_typed(node, "kde_points", int, where),
+            grid_schemes=tuple(built_schemes),
         )
         for i, scheme in enumerate(out.schemes):
             if scheme not in built_schemes:

@@ -115,8 +115,8 @@ def ks_analysis_stage(
     - Figure 12: final-layer weights after calibration and GPFQ vs the float weights, per bit width and
       scheme; ``scheme`` ``none`` is the quantized model before calibration (round to nearest), for scale.
     - Figure 13: embedding and LSTM outputs of the weight-quantized model before activation calibration,
-      fed the calibration set of each scheme vs that of ``analysis.schemes[0]`` (evenly spaced
-      ``analysis.documents`` of each set), per bit width.
+      fed the calibration set of each scheme of the grid vs that of ``analysis.schemes[0]`` (evenly spaced
+      ``analysis.documents`` of each set), per bit width; its gaps (ks_gaps.csv) for ``analysis.schemes``.
     - Figure 14: final-layer outputs of each calibrated model vs the float model on the common input set;
       the generative decoder's outputs are read at ``ks_sample_size`` seeded (position, word) pairs, the
       same pairs for every model.
@@ -136,7 +136,8 @@ def ks_analysis_stage(
     float_outputs = final_layer_outputs(float_model, float_rows, pairs)
     reference = analysis.schemes[0]
     calibration_batches = {
-        scheme: _calibration_subset(paths, dataset, model_type, scheme, train, analysis.documents, batch_size) for scheme in analysis.schemes
+        scheme: _calibration_subset(paths, dataset, model_type, scheme, train, analysis.documents, batch_size)
+        for scheme in (reference, *analysis.figure13_schemes)
     }
     records, gaps = [], []
     for bit_width in bit_widths:
@@ -159,7 +160,7 @@ def ks_analysis_stage(
         )
         with weights_only(before):
             activations = {scheme: layer_activations(before, batches) for scheme, batches in calibration_batches.items()}
-        for scheme in analysis.schemes[1:]:
+        for scheme in analysis.figure13_schemes:
             for layer in ("embedding", "lstm"):
                 records.append(
                     _ks_row(dataset, model_type, 13, layer, bit_width, scheme, reference, activations[scheme][layer], activations[reference][layer], size, seed)
