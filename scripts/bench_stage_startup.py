@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from generate_dvc_yaml import project_files
 
+from lstm_ptq import warm as warm_runner
 from lstm_ptq.cli import DRY_START_ENV
-from lstm_ptq.warm import ENV as WARM_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,17 +85,6 @@ def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def wait_for_runner(env: dict[str, str], timeout: float = 180.0) -> None:
-    from lstm_ptq import warm
-
-    path = warm.socket_path(warm.runner_key(env))
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the warm runner did not answer within {timeout:.0f} s ({path})")
-        time.sleep(0.2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", nargs="*", help="stage script names (default: every script in stages/)")
@@ -112,12 +101,13 @@ def main() -> None:
 
     env[DRY_START_ENV] = "1"
     for warm in ("0", "1"):
-        mode = {**env, WARM_ENV: warm}
+        mode = {**env, warm_runner.ENV: warm}
         if warm == "1":  # the first stage starts the runner and runs in its own process; wait until it answers
             timed_run([sys.executable, *cells[names[0]]], mode)
-            wait_for_runner(mode)
+            if not warm_runner.wait_until_serving(mode, timeout=180):
+                raise SystemExit("the warm runner did not answer within 180 s")
         walls, cpus = {}, {}
-        print(f"\n{'fresh process per stage' if warm == '0' else 'warm runner'} ({WARM_ENV}={warm})")
+        print(f"\n{'fresh process per stage' if warm == '0' else 'warm runner'} ({warm_runner.ENV}={warm})")
         print(f"{'stage type':20s} {'wall (median)':>14s} {'CPU (median)':>13s}  first cell")
         for name in names:
             runs = [timed_run([sys.executable, *cells[name]], mode) for _ in range(args.repeats)]

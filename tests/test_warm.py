@@ -61,11 +61,7 @@ def start_runner(probe: Path, env: dict[str, str], cwd: Path) -> None:
     """Run the probe once (it starts a runner and runs cold), then wait until the runner answers."""
     first = subprocess.run([sys.executable, str(probe), "0"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0 and first.stdout.startswith("cold "), first.stdout + first.stderr
-    path = warm.socket_path(warm.runner_key(env))
-    deadline = time.monotonic() + 180
-    while not path.exists():
-        assert time.monotonic() < deadline, "the warm runner did not start within 180 s"
-        time.sleep(0.5)
+    assert warm.wait_until_serving(env, timeout=180), "the warm runner did not start within 180 s"
 
 
 @pytest.fixture

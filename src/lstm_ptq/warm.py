@@ -84,6 +84,14 @@ def _running_module() -> str | None:
     return None
 
 
+def _record(importer: str, absolute: str, fromlist: tuple = ()) -> None:
+    """``importer`` imported ``absolute``: that module, its parent packages and the submodules named in ``fromlist``."""
+    parts = absolute.split(".")
+    edges = _imports.setdefault(importer, set())
+    edges.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    edges.update(f"{absolute}.{item}" for item in fromlist or () if f"{absolute}.{item}" in sys.modules)
+
+
 def _recording_import(name: str, globals: Mapping | None = None, locals: Mapping | None = None, fromlist: tuple = (), level: int = 0):  # noqa: A002
     module = _builtin_import(name, globals, locals, fromlist, level)
     importer = _running_module()
@@ -92,10 +100,7 @@ def _recording_import(name: str, globals: Mapping | None = None, locals: Mapping
             absolute = importlib.util.resolve_name("." * level + name, (globals or {}).get("__package__")) if level else name
         except (ImportError, ValueError):
             return module
-        parts = absolute.split(".")
-        edges = _imports.setdefault(importer, set())
-        edges.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-        edges.update(f"{absolute}.{item}" for item in fromlist or () if f"{absolute}.{item}" in sys.modules)
+        _record(importer, absolute, fromlist)
     return module
 
 
@@ -106,8 +111,7 @@ def _recording_import_module(name: str, package: str | None = None):
     module = _builtin_import_module(name, package)
     importer = _running_module()
     if importer is not None:
-        parts = module.__name__.split(".")
-        _imports.setdefault(importer, set()).update(".".join(parts[: i + 1]) for i in range(len(parts)))
+        _record(importer, module.__name__)
     return module
 
 
@@ -154,12 +158,15 @@ def socket_path(key: str) -> Path:
     return folder / f"{key}.sock"
 
 
-def _send(conn: socket.socket, payload: bytes, fds: list[int] | None = None) -> None:
-    data = _HEADER.pack(len(payload)) + payload
-    if fds:
-        socket.send_fds(conn, [data], fds)
-    else:
-        conn.sendall(data)
+def wait_until_serving(environ: Mapping[str, str], timeout: float) -> bool:
+    """Wait until a runner for ``environ`` answers (its socket is in place); False after ``timeout`` seconds."""
+    path = socket_path(runner_key(environ))
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
@@ -193,7 +200,8 @@ def delegate(script: str) -> None:
         return
     request = {"script": str(Path(script).resolve()), "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
     try:
-        _send(conn, json.dumps(request).encode(), [0, 1, 2])
+        payload = json.dumps(request).encode()
+        socket.send_fds(conn, [_HEADER.pack(len(payload)) + payload], [0, 1, 2])
         (child,) = struct.unpack("!i", _recv_exact(conn, 4))
     except OSError:
         conn.close()
