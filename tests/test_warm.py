@@ -191,3 +191,20 @@ def test_stages_run_by_the_runner_write_the_bytes_of_stages_run_by_python(small_
     assert sorted(outputs["1"]) == sorted(outputs["0"]) and len(outputs["0"]) > 10
     different = [name for name in outputs["0"] if outputs["0"][name] != outputs["1"][name]]
     assert different == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (warm.ENV, "maybe", "LSTM_PTQ_WARM='maybe': expected 1 or 0"),
+        (warm.IDLE_ENV, "soon", "LSTM_PTQ_WARM_IDLE='soon': expected a number of seconds > 0"),
+        (warm.IDLE_ENV, "-5", "LSTM_PTQ_WARM_IDLE='-5': expected a number of seconds > 0"),
+    ],
+)
+def test_a_bad_runner_setting_stops_the_stage_with_an_error_naming_it(
+    probe: Path, runner_env: dict[str, str], tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    result = subprocess.run([sys.executable, str(probe), "0"], cwd=tmp_path, env={**runner_env, name: value}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"error: {message}" + (" (the warm stage runner on or off)\n" if name == warm.ENV else "\n")
+    assert not list(warm.socket_path("x").parent.glob(f"{warm.runner_key({**runner_env, name: value})}*"))  # no runner started

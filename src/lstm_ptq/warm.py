@@ -43,6 +43,8 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
+from .errors import ParamError
+
 ENV = "LSTM_PTQ_WARM"
 IDLE_ENV = "LSTM_PTQ_WARM_IDLE"  # seconds a runner waits for a request before it exits
 LOG_ENV = "LSTM_PTQ_WARM_LOG"  # a file the runner appends each stage it runs to (its pid, argv)
@@ -132,8 +134,29 @@ def stage_loaded(module: str) -> bool:
     return module in seen
 
 
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False, "": False}
+
+
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    return environ.get(ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+    """``LSTM_PTQ_WARM`` as a switch; a value that is neither on nor off is a ParamError naming it."""
+    value = environ.get(ENV, "0")
+    if value.strip().lower() not in _SWITCH:
+        raise ParamError(f"{ENV}={value!r}: expected 1 or 0 (the warm stage runner on or off)")
+    return _SWITCH[value.strip().lower()]
+
+
+def idle_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """``LSTM_PTQ_WARM_IDLE``: how long a runner waits for a stage before it exits (default :data:`IDLE_SECONDS`)."""
+    value = environ.get(IDLE_ENV)
+    if value is None:
+        return IDLE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ParamError(f"{IDLE_ENV}={value!r}: expected a number of seconds > 0")
+    return seconds
 
 
 def _package_state() -> list[tuple[str, int, int]]:
@@ -182,8 +205,15 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
 def delegate(script: str) -> None:
     """Run this stage script in a warm runner and exit with its status, if the runner is enabled and one
     answers; otherwise start one for the next stage (in the background) and return, so the script runs here."""
-    if _in_runner or not enabled() or not _is_main(script):
+    if _in_runner or not _is_main(script):
         return
+    try:
+        if not enabled():
+            return
+        idle_seconds()  # checked here, where the error is seen: the runner's own streams go nowhere
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     try:
         key = runner_key()
         path = socket_path(key)
@@ -317,7 +347,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 def serve(path: Path) -> None:
     """Import :data:`PRELOAD`, then fork a child per request on ``path`` until idle for ``LSTM_PTQ_WARM_IDLE``
     seconds (default :data:`IDLE_SECONDS`)."""
-    idle_seconds = float(os.environ.get(IDLE_ENV, IDLE_SECONDS))
+    idle = idle_seconds()
     log = os.environ.get(LOG_ENV)
 
     builtins.__import__, importlib.import_module = _recording_import, _recording_import_module  # the import graph (stage_loaded)
@@ -331,7 +361,7 @@ def serve(path: Path) -> None:
     os.replace(staging, path)  # two runners started at once: the last one takes the name, the other idles out
     path.with_name(path.name + ".starting").unlink(missing_ok=True)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    listener.settimeout(idle_seconds)
+    listener.settimeout(idle)
     try:
         while True:
             try:
