@@ -60,7 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stages", nargs="*", default=list(DEFAULT_STAGES))
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    # LSTM_PTQ_WARM=0: a stage handed to the warm runner would run in the runner's fork, and the probe would
+    # measure only the thin process that forwarded it
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LSTM_PTQ_WARM": "0"}
     print(f"{'stage':70} {'peak RSS':>10} {'wall':>8}")
     peaks = {}
     for name, cmd in stage_commands(args.stages).items():
