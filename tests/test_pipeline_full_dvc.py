@@ -120,6 +120,8 @@ def test_analysis_and_findings_outputs(tiny: tuple[DvcProject, str]) -> None:
             gaps = list(csv.DictReader(handle))
         assert sorted(g["figure"] for g in gaps) == ["12", "13", "14"]
         assert all(float(g["low"]) <= float(g["difference"]) <= float(g["high"]) for g in gaps)
+        # the difference is that of the two statistics the row reports (on its own samples; rounded to 6 places)
+        assert all(abs(float(g["first_ks"]) - float(g["second_ks"]) - float(g["difference"])) < 3e-6 for g in gaps)
         with open(root / f"metrics/analysis/dbpedia/{model_type}/per_class.csv", newline="") as handle:
             per_class = list(csv.DictReader(handle))
         assert len(per_class) == 2 * 14  # two schemes x the 14 DBPedia classes

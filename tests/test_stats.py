@@ -306,6 +306,8 @@ def test_ks_difference_of_paired_shifts_finds_the_larger_shift() -> None:
     test = S.ks_difference((large, reference), (small, reference), paired=True, max_samples=None, n_resamples=200, confidence=0.95, seed=1)
     expected = stats.ks_2samp(large, reference).statistic - stats.ks_2samp(small, reference).statistic
     assert test.estimate.mean == pytest.approx(expected) and test.estimate.low > 0.1 and test.p_value < 0.02
+    assert test.first_statistic == stats.ks_2samp(large, reference).statistic
+    assert test.second_statistic == stats.ks_2samp(small, reference).statistic
     same = S.ks_difference((small, reference), (small, reference), paired=True, max_samples=None, n_resamples=50, confidence=0.95, seed=1)
     assert same.estimate.mean == 0.0 and same.p_value == 1.0
 
@@ -317,6 +319,10 @@ def test_ks_difference_unpaired_and_subsampled() -> None:
     test = S.ks_difference(first, second, paired=False, max_samples=1000, n_resamples=200, confidence=0.95, seed=0)
     assert test.estimate.n == 1000 and test.estimate.low < test.estimate.mean < test.estimate.high
     assert test.estimate.mean > 0.0
+    # the two statistics it reports are those of the 1,000-value samples it compared, not of the full samples
+    assert test.first_statistic - test.second_statistic == pytest.approx(test.estimate.mean)
+    assert test.second_statistic != pytest.approx(stats.ks_2samp(*second).statistic)
+    assert test.second_statistic > stats.ks_2samp(*second).statistic  # no shift: the smaller sample's KS is larger
     with pytest.raises(DataError, match="one length"):
         S.ks_difference(first, second, paired=True, max_samples=None, n_resamples=10, confidence=0.95, seed=0)
 

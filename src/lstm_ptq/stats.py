@@ -264,6 +264,16 @@ class BootstrapTest:
     resamples: int
 
 
+@dataclass(frozen=True)
+class KSDifferenceTest(BootstrapTest):
+    """:class:`BootstrapTest` of KS(first) - KS(second), with the two KS statistics of the samples it compared
+    (after subsampling): ``first_statistic - second_statistic`` is ``estimate.mean``. Report these beside the
+    difference, not statistics of other (larger) samples: a KS statistic near zero grows as the sample shrinks."""
+
+    first_statistic: float
+    second_statistic: float
+
+
 def _sum_ratio(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
     return sums.sum(axis=axis) / counts.sum(axis=axis)
 
@@ -307,7 +317,7 @@ def bootstrap_mean(values, *, groups=None, n_resamples: int, confidence: float, 
     return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), sums.size, confidence), _bootstrap_p_value(means), means.size)
 
 
-def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_resamples: int, confidence: float, seed: int) -> BootstrapTest:
+def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_resamples: int, confidence: float, seed: int) -> KSDifferenceTest:
     """KS(first) - KS(second) for two pairs of samples, ``first = (a1, b1)`` and ``second = (a2, b2)``, with a
     bootstrap interval and p-value (``scipy.stats.bootstrap`` over ``scipy.stats.ks_2samp`` statistics).
 
@@ -332,13 +342,21 @@ def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_res
     def difference(a1: np.ndarray, b1: np.ndarray, a2: np.ndarray, b2: np.ndarray) -> float:
         return float(stats.ks_2samp(a1, b1).statistic - stats.ks_2samp(a2, b2).statistic)
 
-    estimate = difference(*samples)
+    first_statistic = float(stats.ks_2samp(samples[0], samples[1]).statistic)
+    second_statistic = float(stats.ks_2samp(samples[2], samples[3]).statistic)
+    estimate = first_statistic - second_statistic
     result = stats.bootstrap(
         samples, difference, n_resamples=n_resamples, vectorized=False, paired=paired, confidence_level=confidence, method="percentile", rng=rng
     )
     values = result.bootstrap_distribution
     ci = result.confidence_interval
-    return BootstrapTest(Interval(estimate, float(ci.low), float(ci.high), samples[0].size, confidence), _bootstrap_p_value(values), values.size)
+    return KSDifferenceTest(
+        Interval(estimate, float(ci.low), float(ci.high), samples[0].size, confidence),
+        _bootstrap_p_value(values),
+        values.size,
+        first_statistic,
+        second_statistic,
+    )
 
 
 def combine_p_values(p_values: Sequence[float], method: CombineMethod = "fisher") -> CombinedTest:

@@ -204,20 +204,15 @@ def _gap(ctx: Context, model_type: str, figure: int, first: str, second: str) ->
     return {int(r["bit_width"]): r.to_dict() for _, r in rows.iterrows()}
 
 
-def _ks_value(ctx: Context, model_type: str, figure: int, layer: str, bit_width: int, scheme: str) -> float:
-    ks = ctx.ks(model_type)
-    row = ks.loc[(ks["figure"] == figure) & (ks["layer"] == layer) & (ks["bit_width"] == bit_width) & (ks["scheme"] == scheme)]
-    return float(row["ks_statistic"].iloc[0])
-
-
-GAP_TEST = "bootstrap of the KS difference (ks_analysis)"
+def _gap_test(row: dict[str, Any]) -> str:
+    return f"bootstrap of the KS difference ({int(row['n'])} values per sample, ks_analysis)"
 
 
 def _c7(ctx: Context) -> list[Judgement]:
     out = []
     for b, row in _gap(ctx, "generative", 12, f"{UC} vs float", f"{CC} vs float").items():
-        quantity = f"KS(UC weights, float) - KS(CC weights, float) ({_ks_value(ctx, 'generative', 12, 'final_layer_weights', b, UC):.3f} vs {_ks_value(ctx, 'generative', 12, 'final_layer_weights', b, CC):.3f})"
-        out.append(precomputed("C7", ctx.dataset, f"{b}-bit", quantity, row, GAP_TEST))
+        quantity = f"KS(UC weights, float) - KS(CC weights, float) ({row['first_ks']:.3f} vs {row['second_ks']:.3f})"
+        out.append(precomputed("C7", ctx.dataset, f"{b}-bit", quantity, row, _gap_test(row)))
     return out
 
 
@@ -240,11 +235,8 @@ def _c9(ctx: Context) -> list[Judgement]:
     out = []
     against = f"{UC} vs {CC}"
     for b, row in _gap(ctx, "generative", 13, f"embedding: {against}", f"lstm: {against}").items():
-        e = _ks_value(ctx, "generative", 13, "embedding", b, UC)
-        lstm = _ks_value(ctx, "generative", 13, "lstm", b, UC)
-        out.append(
-            precomputed("C9", ctx.dataset, f"{b}-bit", f"KS(embedding) - KS(LSTM), UC vs CC sets ({e:.3f} vs {lstm:.3f}; paper ~0.19 vs ~0.03)", row, GAP_TEST)
-        )
+        quantity = f"KS(embedding) - KS(LSTM), UC vs CC sets ({row['first_ks']:.3f} vs {row['second_ks']:.3f}; paper ~0.19 vs ~0.03)"
+        out.append(precomputed("C9", ctx.dataset, f"{b}-bit", quantity, row, _gap_test(row)))
     return out
 
 
@@ -253,9 +245,8 @@ def _c10(ctx: Context) -> list[Judgement]:
     for b, row in _gap(ctx, "generative", 14, f"{CC} vs float", f"{UC} vs float").items():
         if b not in LOW_BIT_WIDTHS:
             continue
-        cc = _ks_value(ctx, "generative", 14, "final_layer_outputs", b, CC)
-        uc = _ks_value(ctx, "generative", 14, "final_layer_outputs", b, UC)
-        out.append(precomputed("C10", ctx.dataset, f"{b}-bit", f"KS(CC outputs, float) - KS(UC outputs, float) ({cc:.3f} vs {uc:.3f})", row, GAP_TEST))
+        quantity = f"KS(CC outputs, float) - KS(UC outputs, float) ({row['first_ks']:.3f} vs {row['second_ks']:.3f})"
+        out.append(precomputed("C10", ctx.dataset, f"{b}-bit", quantity, row, _gap_test(row)))
     return out
 
 
