@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lstm_ptq import findings as F
@@ -197,3 +198,24 @@ def test_the_settings_table_has_one_cell_per_column_and_names_each_trees_trainin
     ]
     cells = [row.replace("\\|", "").count("|") for row in rows]
     assert len(set(cells)) == 1, rows
+
+
+def test_a_ks_gaps_table_without_the_gap_statistics_is_an_error_naming_it(tmp_path: Path) -> None:
+    """A ks_gaps.csv from before first_ks/second_ks (or cut short) stops the report with the file and the
+    missing columns, not a KeyError in a claim."""
+    from lstm_ptq.artifacts import write_frame
+    from lstm_ptq.errors import DataError
+    from lstm_ptq.pipeline.analysis_report import GAP_COLUMNS, ks_gaps_table
+
+    labels = np.array([0, 1, 0, 1])
+    tokenized = ProjectPaths(tmp_path).tokenized("ag_news")
+    save_arrays(tokenized / "test.npz", tokens=np.ones((4, 3), dtype=np.int64), lengths=np.full(4, 3), labels=labels, source_rows=np.arange(4))
+    write_json(tokenized / "classes.json", ["World", "Sports"])
+    ctx = findings.Context(ProjectPaths(tmp_path), "ag_news", (4,), ("class_conditional",), 1, ("generative",))
+    table = ks_gaps_table(ctx.paths, "ag_news", "generative")
+    old = [c for c in GAP_COLUMNS if c not in ("first_ks", "second_ks")]
+    write_frame(table, pd.DataFrame([dict.fromkeys(old, 0)], columns=old))
+    with pytest.raises(DataError, match=r"ks_gaps\.csv: no column \['first_ks', 'second_ks'\]"):
+        ctx.ks_gaps("generative")
+    write_frame(table, pd.DataFrame([dict.fromkeys(GAP_COLUMNS, 0)], columns=list(GAP_COLUMNS)))
+    assert list(ctx.ks_gaps("generative").columns) == list(GAP_COLUMNS)

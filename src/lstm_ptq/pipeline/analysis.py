@@ -26,7 +26,7 @@ from ..settings import AnalysisSettings, NoiseTrainingSettings, QuantizationSett
 from ..shifts import final_layer_inputs, final_layer_outputs, final_layer_weights, layer_activations, sample_pairs, token_losses, weights_only
 from ..stats import bootstrap_mean, kde_curve, ks_difference, ks_two_sample
 from . import log
-from .analysis_report import ks_gaps_table
+from .analysis_report import GAP_COLUMNS, ks_gaps_table
 from .ptq import scheme_rows
 
 KS_COLUMNS = ["dataset", "model_type", "figure", "layer", "bit_width", "scheme", "against", "ks_statistic", "p_value", "n_a", "n_b", "n_a_total", "n_b_total"]
@@ -58,10 +58,6 @@ def _ks_row(
 GAP_SAMPLE_SIZE = 20_000
 GAP_RESAMPLES = 200
 SHIFT_RESAMPLES = 2000  # document-level bootstrap of the token-loss shifts (Figure 15)
-# first_ks, second_ks: the two KS statistics on the gap's own samples (n values each), whose difference it is
-GAP_COLUMNS = [
-    "dataset", "model_type", "figure", "bit_width", "first", "second", "first_ks", "second_ks", "difference", "low", "high", "p_value", "n", "resamples"
-]  # fmt: skip
 
 
 def _gap_row(
@@ -224,7 +220,7 @@ def ks_analysis_stage(
         log("ks_analysis", f"{dataset} {model_type} w{bit_width} done")
     table = pd.DataFrame(records, columns=KS_COLUMNS, dtype=object)
     write_frame(paths.ks_table(dataset, model_type), table)
-    write_frame(ks_gaps_table(paths, dataset, model_type), pd.DataFrame(gaps, columns=GAP_COLUMNS, dtype=object))
+    write_frame(ks_gaps_table(paths, dataset, model_type), pd.DataFrame(gaps, columns=list(GAP_COLUMNS), dtype=object))
     return table
 
 

@@ -38,6 +38,13 @@ def grid_axis(params: Mapping[str, Any], key: str) -> tuple[Any, ...]:
     return tuple(_AXIS_CHECKS[key](v, f"grid.{key}[{i}]") for i, v in enumerate(values))
 
 
+# ks_gaps.csv's columns, written by ks_analysis and required by the findings report; first_ks, second_ks: the
+# two KS statistics on the gap's own samples (n values each), whose difference it is
+GAP_COLUMNS = (
+    "dataset", "model_type", "figure", "bit_width", "first", "second", "first_ks", "second_ks", "difference", "low", "high", "p_value", "n", "resamples"
+)  # fmt: skip
+
+
 def ks_gaps_table(paths: ProjectPaths, dataset: str, model_type: str) -> Path:
     """KS(first) - KS(second) per figure and bit width, with its bootstrap interval (beside ks.csv)."""
     return paths.ks_table(dataset, model_type).with_name("ks_gaps.csv")

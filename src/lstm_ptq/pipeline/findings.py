@@ -37,7 +37,7 @@ from ..paths import ProjectPaths
 from ..preprocess import load_split
 from ..robustness import NoisePredictions, load_noise_predictions
 from ..stats import VERDICT_RULE, Interval, mean_interval
-from .analysis_report import ks_gaps_table
+from .analysis_report import GAP_COLUMNS, ks_gaps_table
 from .trees import TreeRun
 
 CC, UC, ONE_CLASS = "class_conditional", "class_unconditional", "classes_1"
@@ -91,10 +91,7 @@ class Context:
         return [b for b in self.bit_widths if b in LOW_BIT_WIDTHS]
 
     def ks_gaps(self, model_type: str) -> pd.DataFrame:
-        return read_frame(ks_gaps_table(self.paths, self.dataset, model_type))
-
-    def ks(self, model_type: str) -> pd.DataFrame:
-        return read_frame(self.paths.ks_table(self.dataset, model_type))
+        return read_frame(ks_gaps_table(self.paths, self.dataset, model_type), GAP_COLUMNS)
 
     def token_losses(self) -> dict[str, Any]:
         return read_json(self.paths.token_loss_summary(self.dataset))
