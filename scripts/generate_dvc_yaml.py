@@ -520,32 +520,45 @@ class _NoAliases(yaml.SafeDumper):
 
 
 ROOT_FILE = "dvc.yaml"
-# The main tree's largest stage families, each in a dvc.yaml (and so a dvc.lock) of its own under
-# pipelines/<family>/: 268 of the main tree's 338 stages. DVC rewrites a stage's whole lock file after every
-# stage it runs, with a YAML round trip whose time grows with the file (README, Performance), so each
-# stage's round trip is over its own family's entries rather than the whole tree's. A family is not split
-# further (by dataset, say): its matrix lists come from params.yaml, so `dvc exp run -S grid.datasets=...`
-# keeps working without regenerating the files.
+# The largest stage families, each in a dvc.yaml (and so a dvc.lock) of its own under pipelines/: the main
+# tree's (pipelines/<family>/) and every params tree's (pipelines/<tree>_<family>/). DVC rewrites a stage's
+# whole lock file after every stage it runs, with a YAML round trip whose time grows with the file (README,
+# Performance): about 0.017 s per KB of lock on these cores, 5.7 s per cell when the main tree's 168 calibrate
+# cells shared one 340 KB lock. So each stage's round trip is over its own family's entries, and the
+# calibrate family, the largest, gets one file per dataset and model type
+# (pipelines/calibrate-<dataset>-<model_type>/): dataset and model type are literal one-value lists there,
+# bit widths and schemes still come from params.yaml (`dvc exp run -S grid.bit_widths=...` keeps working
+# without regenerating; a dataset or model type added or removed needs the generator, as the plots block
+# already does). Stage names stay calibrate@<dataset>-<model_type>-<bits>-<scheme>.
 FAMILY_ROOT = "pipelines"
 FAMILIES = ("quantize", "activation_ranges", "calibrate", "noise_quantized")
+SPLIT_FAMILIES = {"calibrate": ("dataset", "model_type")}
 
 
-def family_file(name: str) -> str:
-    return f"{FAMILY_ROOT}/{name}/dvc.yaml"
+def family_file(name: str, part: tuple[str, ...] = ()) -> str:
+    return f"{FAMILY_ROOT}/{'-'.join((name, *part))}/dvc.yaml"
 
 
 def tree_file(tree: Tree) -> str:
-    """Where a tree keeps its stages: a dvc.yaml of its own (and so a dvc.lock of its own) in its root
-    folder; per tree, each lock stays the size of its own tree."""
+    """Where a tree keeps its stages other than its large families': a dvc.yaml of its own (and so a
+    dvc.lock of its own) in its root folder."""
     return f"{tree.root}/dvc.yaml"
 
 
-def main_stage_file(name: str) -> str:
-    """The dvc.yaml of a stage of the STAGES table: its family's, the noise-trained variant's (its data
-    stage and the stages it reruns) or the root one."""
-    if name in FAMILIES:
-        return family_file(name)
-    return tree_file(VARIANT) if name == "noise_train_data" else ROOT_FILE
+def family_parts(family: str, stage: Stage, params: dict[str, Any]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """The files a family's stage is spread over: ``(dvc.yaml path, matrix items fixed to one value)``;
+    one file unless the family is split (SPLIT_FAMILIES), then one per combination of the split items'
+    values in the current params.yaml (through the tree's own lists where it has them)."""
+    items = SPLIT_FAMILIES.get(family, ())
+    if not items or not all(item in stage.matrix for item in items):
+        return [(family_file(stage.name), {})]
+    values = itertools.product(*(_axis_values(params, stage.matrix[item]) for item in items))
+    return [(family_file(stage.name, tuple(map(str, combo))), {item: [value] for item, value in zip(items, combo)}) for combo in values]
+
+
+def stage_files(stage: Stage, base: str, default: str, params: dict[str, Any]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """Where a stage (``base``: its stage table name) is defined: its family's file(s) or ``default``."""
+    return family_parts(base, stage, params) if base in FAMILIES else [(default, {})]
 
 
 def generate(params_file: Path = REPO / "params.yaml") -> dict[str, str]:
@@ -566,23 +579,31 @@ def generate(params_file: Path = REPO / "params.yaml") -> dict[str, str]:
     seed_metrics = tuple(t.reroot("metrics/calibrate") for name, t in zip(params.get("trees") or {}, trees) if is_seed_tree(params, name))
     table["ptq_report"] = replace(table["ptq_report"], deps=table["ptq_report"].deps + seed_metrics)
     files: dict[str, dict[str, Any]] = {ROOT_FILE: {}}  # dvc.yaml path -> its stages
+    defined: set[str] = set()
 
-    def add(path: str, name: str, entry: dict[str, Any]) -> None:
-        if any(name in stages for stages in files.values()):
-            raise SystemExit(f"stage {name!r} would be defined twice; rename the tree that makes it")
-        files.setdefault(path, {})[name] = entry if path == ROOT_FILE else {"wdir": ROOT_FROM_NESTED, **entry}
+    def add(stage: Stage, base: str, default: str, entry: dict[str, Any]) -> None:
+        """Define ``stage`` (``base``: its name in the stage table) in its file, or its family's files."""
+        if stage.name in defined:
+            raise SystemExit(f"stage {stage.name!r} would be defined twice; rename the tree that makes it")
+        defined.add(stage.name)
+        for path, fixed_items in stage_files(stage, base, default, params):
+            part = {**entry, "matrix": {**entry["matrix"], **fixed_items}} if fixed_items else entry
+            files.setdefault(path, {})[stage.name] = part if path == ROOT_FILE else {"wdir": ROOT_FROM_NESTED, **part}
 
     for stage in (table[s.name] for s in STAGES):
-        add(main_stage_file(stage.name), stage.name, stage_entry(stage, code[stage.script], reads[stage.name]))
+        default = tree_file(VARIANT) if stage.name == "noise_train_data" else ROOT_FILE
+        add(stage, stage.name, default, stage_entry(stage, code[stage.script], reads[stage.name]))
         if stage.name == "noise_train_data":
             for base in (table[name] for name in VARIANT.stages):
                 variant_reads = [re.sub(r"\$\{item\.(\w+)\}", lambda m: fixed.get(m.group(1), m.group(0)), key) for key in reads[base.name]]
-                add(tree_file(VARIANT), VARIANT.name(base.name), stage_entry(VARIANT.stage(base), code[base.script], variant_reads))
+                # the noise-trained variant's stages stay together: its lock is small (24 cells)
+                add(VARIANT.stage(base), VARIANT.name(base.name), tree_file(VARIANT), stage_entry(VARIANT.stage(base), code[base.script], variant_reads))
     for tree in trees:
         files.setdefault(tree_file(tree), {})
         for base in (table[n] for n in tree.stages):
             staged = tree.stage(base)
-            add(tree_file(tree), tree.name(base.name), stage_entry(staged, code[base.script], stage_reads(staged, params, tree.argv)))
+            entry = stage_entry(staged, code[base.script], stage_reads(staged, params, tree.argv))
+            add(staged, base.name, tree_file(tree), entry)
     document = {"stages": files.pop(ROOT_FILE), "metrics": ["metrics/summary.json"], "plots": top_level_plots(grid, params)}
     texts = {ROOT_FILE: HEADER + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=200)}
     for path, entries in files.items():
@@ -613,6 +634,27 @@ def lock_of(dvc_yaml: str) -> str:
     return str(PurePosixPath(dvc_yaml).with_name("dvc.lock"))
 
 
+def entry_homes(files: dict[str, str]) -> dict[tuple[str, str], str]:
+    """``(stage name, fixed item values)`` -> the lock beside the dvc.yaml defining it. A split family's file
+    (family_parts) fixes its leading matrix items to one value each, so its entries' names start with
+    ``<name>@<value>-<value>``; any other stage has one file and an empty prefix."""
+    homes = {}
+    for path, text in files.items():
+        for name, stage in yaml.safe_load(text)["stages"].items():
+            fixed = list(itertools.takewhile(lambda v: isinstance(v, list) and len(v) == 1, (stage.get("matrix") or {}).values()))
+            homes[(name, "-".join(str(v[0]) for v in fixed))] = lock_of(path)
+    return homes
+
+
+def lock_home(homes: dict[tuple[str, str], str], entry: str) -> str | None:
+    """The lock a lock entry (``name`` or ``name@items``) belongs in, or None if no file defines its stage."""
+    name, _, items = entry.partition("@")
+    for (defined, prefix), lock in homes.items():
+        if defined == name and (not prefix or items == prefix or items.startswith(f"{prefix}-")):
+            return lock
+    return None
+
+
 def migrate_locks(files: dict[str, str], root: Path = REPO) -> list[str]:
     """Move each dvc.lock entry into the lock beside the dvc.yaml that now defines its stage, so a stage that
     moved between files (a family given a file of its own, a project from before the split) keeps its
@@ -622,13 +664,13 @@ def migrate_locks(files: dict[str, str], root: Path = REPO) -> list[str]:
     never lose it. Returns the moved entries' names."""
     from dvc.utils.serialize import dumps_yaml, parse_yaml_for_update
 
-    home = {name: lock_of(path) for path, text in files.items() for name in yaml.safe_load(text)["stages"]}
+    homes = entry_homes(files)
     locks = {p.relative_to(root).as_posix(): parse_yaml_for_update(p.read_text(encoding="utf-8"), p) for p in project_files(root, "dvc.lock")}
     moves = [
-        (entry, source, home[entry.split("@")[0]])
+        (entry, source, home)
         for source, lock in locks.items()
         for entry in (lock.get("stages") or {})
-        if home.get(entry.split("@")[0], source) != source
+        if (home := lock_home(homes, entry)) not in (None, source)
     ]
     if not moves:
         return []

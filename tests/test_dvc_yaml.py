@@ -104,14 +104,53 @@ def key_mismatch(declared: list[str], read: list[str]) -> tuple[list[str], list[
     return sorted(set(read) - set(declared)), sorted(set(declared) - set(read))
 
 
+def axis_pairs(params: dict[str, Any], tree: str | None = None) -> list[tuple[str, str]]:
+    """(dataset, model type) pairs of the main grid, or of a tree's (its own lists where it sets them)."""
+    grid = {**params["grid"], **(((params["trees"][tree].get("params") or {}).get("grid") or {}) if tree else {})}
+    return [(d, m) for d in grid["datasets"] for m in grid["model_types"]]
+
+
 def test_committed_dvc_yaml_files_are_the_generators_output() -> None:
     files = generated_files()
-    families = {f"pipelines/{name}/dvc.yaml" for name in ("quantize", "activation_ranges", "calibrate", "noise_quantized")}
-    trees = {f"variants/{name}/dvc.yaml" for name in [*load_params(REPO / "params.yaml")["trees"], "noise_trained"]}
-    assert set(files) == {"dvc.yaml", *families, *trees}
+    params = load_params(REPO / "params.yaml")
+    trees = {f"variants/{name}/dvc.yaml" for name in [*params["trees"], "noise_trained"]}
+    families = {f"pipelines/{name}/dvc.yaml" for name in ("quantize", "activation_ranges", "noise_quantized")}
+    calibrate = {f"pipelines/calibrate-{d}-{m}/dvc.yaml" for d, m in axis_pairs(params)}
+    for name in params["trees"]:  # every tree here reruns activation ranges, quantize and calibrate
+        families |= {f"pipelines/{name}_{family}/dvc.yaml" for family in ("quantize", "activation_ranges")}
+        calibrate |= {f"pipelines/{name}_calibrate-{d}-{m}/dvc.yaml" for d, m in axis_pairs(params, name)}
+    assert set(files) == {"dvc.yaml", *families, *calibrate, *trees}
     for path, text in files.items():
         assert (REPO / path).read_text(encoding="utf-8") == text, f"{path} is out of date: run `./run python scripts/generate_dvc_yaml.py`"
     assert generator.stale_files(files) == []
+
+
+def test_the_calibrate_family_has_a_dvc_yaml_per_dataset_and_model_type_with_unchanged_stage_names() -> None:
+    """Each file fixes dataset and model type to one value and iterates params.yaml's bit widths and schemes
+    (a tree's own lists where it sets them), so `-S grid.bit_widths=...` needs no regeneration and every
+    cell keeps its name, calibrate@<dataset>-<model_type>-<bits>-<scheme>."""
+    files = generated_files()
+    params = load_params(REPO / "params.yaml")
+    for dataset, model_type in axis_pairs(params):
+        stages = yaml.safe_load(files[f"pipelines/calibrate-{dataset}-{model_type}/dvc.yaml"])["stages"]
+        assert list(stages) == ["calibrate"]
+        assert stages["calibrate"]["matrix"] == {
+            "dataset": [dataset],
+            "model_type": [model_type],
+            "bit_width": "${grid.bit_widths}",
+            "scheme": "${grid.calibration_schemes}",
+        }
+    for tree in params["trees"]:
+        for dataset, model_type in axis_pairs(params, tree):
+            stages = yaml.safe_load(files[f"pipelines/{tree}_calibrate-{dataset}-{model_type}/dvc.yaml"])["stages"]
+            assert stages[f"{tree}_calibrate"]["matrix"]["dataset"] == [dataset] and stages[f"{tree}_calibrate"]["wdir"] == "../.."
+    # the resolved cells: every (dataset, model type, bits, scheme) of the main grid once, by its usual name
+    names = [name for name in resolved_stages() if name.startswith("calibrate@")]
+    grid = params["grid"]
+    expected = [
+        f"calibrate@{d}-{m}-{b}-{s}" for d in grid["datasets"] for m in grid["model_types"] for b in grid["bit_widths"] for s in grid["calibration_schemes"]
+    ]
+    assert sorted(names) == sorted(expected)
 
 
 def test_each_tree_keeps_its_stages_in_its_own_dvc_yaml_run_from_the_root(tmp_path: Path) -> None:
@@ -159,6 +198,28 @@ def test_a_stage_moved_to_another_dvc_yaml_keeps_its_lock_entry_and_nothing_reru
     assert "up to date" in dvc("status")
     assert "Running stage" not in dvc("repro", "--all-pipelines")
     assert generator.migrate_locks(files, tmp_path) == []  # a second run finds nothing to move
+
+
+def test_a_split_familys_lock_entries_go_to_the_lock_of_the_file_that_fixes_their_items(tmp_path: Path) -> None:
+    """A family split over several files (one per fixed leading matrix value, as calibrate is per dataset and
+    model type): each lock entry moves beside the file whose one-value lists its name starts with; a value
+    that is a prefix of another ("a" of "a_b") does not take the other's entries."""
+
+    def part(value: str) -> str:
+        stage = {"wdir": "../..", "matrix": {"part": [value], "n": [1, 2]}, "cmd": "echo ${item.part} ${item.n}", "outs": ["out_${item.part}_${item.n}"]}
+        return yaml.safe_dump({"stages": {"make": stage}}, sort_keys=False)
+
+    entries = {f"make@{value}-{n}": {"cmd": f"echo {value} {n}"} for value in ("a", "a_b") for n in (1, 2)}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {**entries, "gone": {"cmd": "x"}}}), encoding="utf-8")
+    files = {"dvc.yaml": "stages: {}\n", "pipelines/make-a/dvc.yaml": part("a"), "pipelines/make-a_b/dvc.yaml": part("a_b")}
+    generator.write_files(files, tmp_path)
+
+    def lock(path: str) -> dict[str, Any]:
+        return yaml.safe_load((tmp_path / path).read_text(encoding="utf-8"))["stages"]
+
+    assert lock("pipelines/make-a/dvc.lock") == {k: entries[k] for k in ("make@a-1", "make@a-2")}
+    assert lock("pipelines/make-a_b/dvc.lock") == {k: entries[k] for k in ("make@a_b-1", "make@a_b-2")}
+    assert lock("dvc.lock") == {"gone": {"cmd": "x"}}
 
 
 def test_every_stage_feeds_a_stage_of_the_root_dvc_yaml() -> None:
