@@ -1,7 +1,7 @@
 """Benchmark: GPFQ on the whole calibration set vs. an evenly spaced subset, and the pass size.
 
 For one calibrate cell of the pipeline (its quantized model, calibration rows and activation ranges
-must exist: `./run dvc repro pipelines/calibrate/dvc.yaml:calibrate@<dataset>-<model>-<bits>-<scheme>` first), prints GPFQ wall
+must exist: `./run dvc repro pipelines/calibrate-<dataset>-<model>/dvc.yaml:calibrate@<dataset>-<model>-<bits>-<scheme>` first), prints GPFQ wall
 time and the final layer's output error against the float model before and after GPFQ, measured on
 the same 256 calibration documents for every setting.
 

@@ -48,7 +48,9 @@ def main() -> None:
     ]
     if args.targets:
         for dataset, model_type, bits, name, _paths, run in cells:
-            stage = "pipelines/calibrate/dvc.yaml:calibrate" if run is None else f"variants/{name}/dvc.yaml:{name}_calibrate"
+            # the calibrate cells have a dvc.yaml per dataset and model type (scripts/generate_dvc_yaml.py)
+            family = "calibrate" if run is None else f"{name}_calibrate"
+            stage = f"pipelines/{family}-{dataset}-{model_type}/dvc.yaml:{family}"
             print("\n".join(f"{stage}@{dataset}-{model_type}-{bits}-{scheme}" for scheme in args.schemes))
         return
     print("| dataset | model | bits | tree | float | " + " | ".join(args.schemes) + " |")

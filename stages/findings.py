@@ -29,8 +29,6 @@ parser = stage_parser(__doc__)
 
 def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
     model_types = grid_axis(params, "model_types")
-    if set(model_types) != {"discriminative", "generative"}:
-        raise ParamError(f"grid.model_types: {list(model_types)!r}; the findings compare both model types, so both must be in the grid")
     quantization, calibration = QuantizationSettings.from_params(params), CalibrationSettings.from_params(params)
     final_layer, analysis = FinalLayerSettings.from_params(params), AnalysisSettings.from_params(params)
     epochs = {m: TrainSettings.from_params(params, m).max_epochs for m in model_types}
@@ -48,6 +46,7 @@ def read_settings(args: argparse.Namespace, params: Mapping[str, Any]) -> Any:
             "train max_epochs": ", ".join(f"{m} {e}" for m, e in epochs.items()),
             "analysis.documents": analysis.documents,
         },
+        "model_types": model_types,
     }
     trees = [tree_run(args.root, params, name) for name in params.get("trees") or {}]
     return grid_axis(params, "datasets"), settings, trees, noise_grid(params)
@@ -68,6 +67,10 @@ def noise_grid(params: Mapping[str, Any]) -> NoiseGrid:
 
 def main(args: argparse.Namespace, settings: Any) -> None:
     datasets, values, trees, noise = settings
+    # checked here, not in read_settings, so that a grid of one model type still generates a pipeline
+    # (scripts/generate_dvc_yaml.py records every stage's reads); only this stage refuses it
+    if set(values["model_types"]) != {"discriminative", "generative"}:
+        raise ParamError(f"grid.model_types: {list(values['model_types'])!r}; the findings compare both model types, so both must be in the grid")
     findings_stage(args.root, datasets, values["bit_widths"], values["schemes"], values["seed"], values, trees, noise)
 
 

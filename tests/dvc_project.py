@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -29,7 +29,7 @@ _RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
 
 
 def stage_name(address: str) -> str:
-    """A stage's name from its DVC address: ``pipelines/calibrate/dvc.yaml:calibrate@x`` -> ``calibrate@x``
+    """A stage's name from its DVC address: ``pipelines/quantize/dvc.yaml:quantize@x`` -> ``quantize@x``
     (the generator keeps names unique across the project's dvc.yaml files)."""
     return address.rpartition(":")[2]
 
@@ -161,6 +161,11 @@ class DvcProject:
         """Rewrite params.yaml; DVC compares parameter values, so comments and layout do not matter."""
         (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
+    def set_profile(self, params: dict[str, Any]) -> None:
+        """Rewrite params.yaml and regenerate the dvc.yaml files from it, as the README asks after a change of
+        the datasets or model types (the calibrate family has a dvc.yaml per dataset and model type)."""
+        write_params(self.root, params)
+
     def lock(self) -> dict[str, Any]:
         """Every dvc.lock of the project merged: ``{"stages": {name: entry}}``."""
         stages = {}
@@ -169,11 +174,18 @@ class DvcProject:
         return {"stages": stages}
 
     def address(self, stage: str) -> str:
-        """How DVC addresses ``stage`` (a name, ``calibrate@x``, or a glob of names): with its dvc.yaml's path
-        unless the root dvc.yaml defines it."""
+        """How DVC addresses ``stage`` (a name, ``calibrate@x``, or a glob of names within one dvc.yaml): with
+        its dvc.yaml's path unless the root dvc.yaml defines it. A stage of a split family (calibrate, one
+        file per dataset and model type) is found by the values its name starts with."""
+        generator = _generator()
+        files = {path.relative_to(self.root).as_posix(): path.read_text(encoding="utf-8") for path in dvc_files(self.root)}
         base = stage.split("@")[0]
-        for path in dvc_files(self.root):
-            if base in (yaml.safe_load(path.read_text(encoding="utf-8")).get("stages") or {}):
-                relative = path.relative_to(self.root).as_posix()
-                return stage if relative == "dvc.yaml" else f"{relative}:{stage}"
-        raise KeyError(f"no dvc.yaml of {self.root} defines stage {base!r}")
+        defining = [path for path, text in files.items() if base in (yaml.safe_load(text).get("stages") or {})]
+        if len(defining) > 1:
+            home = generator.lock_home(generator.entry_homes({path: files[path] for path in defining}), stage)
+            if home is None:
+                raise KeyError(f"{stage!r} matches stages of several dvc.yaml files ({', '.join(defining)}): name one cell, or a pattern within one file")
+            defining = [str(PurePosixPath(home).with_name("dvc.yaml"))]
+        if not defining:
+            raise KeyError(f"no dvc.yaml of {self.root} defines stage {base!r}")
+        return stage if defining[0] == "dvc.yaml" else f"{defining[0]}:{stage}"

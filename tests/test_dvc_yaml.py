@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import generate_dvc_yaml as generator  # noqa: E402
 
 from lstm_ptq.cli import stage_inputs  # noqa: E402
+from lstm_ptq.errors import ParamError  # noqa: E402
 from lstm_ptq.fingerprints import fingerprint_path, imported_sources, stage_code  # noqa: E402
 from lstm_ptq.settings import ReadRecorder, load_params, minimal_reads  # noqa: E402
 
@@ -151,6 +152,22 @@ def test_the_calibrate_family_has_a_dvc_yaml_per_dataset_and_model_type_with_unc
         f"calibrate@{d}-{m}-{b}-{s}" for d in grid["datasets"] for m in grid["model_types"] for b in grid["bit_widths"] for s in grid["calibration_schemes"]
     ]
     assert sorted(names) == sorted(expected)
+
+
+def test_a_grid_of_one_model_type_generates_its_pipeline_and_only_the_findings_stage_refuses_it(tmp_path: Path) -> None:
+    """A smaller study (one model type, one dataset) still gets its dvc.yaml files, with calibrate files for
+    that grid only; the findings stage, which compares the two model types, fails naming the key."""
+    params = load_params(REPO / "params.yaml")
+    params["grid"].update({"datasets": ["dbpedia"], "model_types": ["discriminative"], "noise_trained_datasets": ["dbpedia"]})
+    params["trees"] = {}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    files = generator.generate(tmp_path / "params.yaml")
+    assert sorted(path for path in files if path.startswith("pipelines/calibrate-")) == ["pipelines/calibrate-dbpedia-discriminative/dvc.yaml"]
+    module = stage_module("stages/findings.py")
+    args = module["parser"].parse_args([])
+    settings = module["read_settings"](args, params)
+    with pytest.raises(ParamError, match=r"grid\.model_types: \['discriminative'\]; the findings compare both model types"):
+        module["main"](args, settings)
 
 
 def test_each_tree_keeps_its_stages_in_its_own_dvc_yaml_run_from_the_root(tmp_path: Path) -> None:

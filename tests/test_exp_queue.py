@@ -27,7 +27,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[DvcProject, str]:
     snapshot = snapshot_project(tmp_path_factory.mktemp("snapshot") / "project")
     project = DvcProject.create(tmp_path_factory.mktemp("queue"), snapshot)
     params = small_profile(project.params())
-    project.set_params(params)
+    project.set_profile(params)
     project.run("git", "commit", "-q", "-am", "small profile")
     for seed in SEEDS:
         project.dvc("exp", "run", "--queue", "--name", f"seed-{seed}", "-S", f"seed={seed}", TARGET)

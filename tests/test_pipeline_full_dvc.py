@@ -48,7 +48,7 @@ def tiny_profile(params: dict) -> dict:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[DvcProject, str]:
     snapshot = snapshot_project(tmp_path_factory.mktemp("snapshot") / "project")
     project = DvcProject.create(tmp_path_factory.mktemp("tiny"), snapshot)
-    project.set_params(tiny_profile(project.params()))
+    project.set_profile(tiny_profile(project.params()))
     project.run("git", "commit", "-q", "-am", "tiny profile")
     return project, project.dvc("repro")
 

@@ -116,7 +116,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> DvcProject:
     """The shared git repository: code, the small profile and the remote, no results."""
     snapshot = snapshot_project(tmp_path_factory.mktemp("snapshot") / "project")
     project = DvcProject.create(tmp_path_factory.mktemp("origin"), snapshot)
-    project.set_params(small_profile(project.params()))
+    project.set_profile(small_profile(project.params()))
     project.dvc("remote", "add", "-d", "storage", str(tmp_path_factory.mktemp("remote")))
     project.run("git", "commit", "-q", "-am", "small profile, remote")
     return project

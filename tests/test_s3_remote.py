@@ -83,7 +83,7 @@ def origin(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> DvcPro
     snapshot = snapshot_project(tmp_path_factory.mktemp("snapshot") / "project")
     project = DvcProject.create(tmp_path_factory.mktemp("origin"), snapshot)
     project.env.update(CREDENTIALS)
-    project.set_params(small_profile(project.params()))
+    project.set_profile(small_profile(project.params()))
     project.dvc("remote", "add", "-d", "storage", f"s3://{BUCKET}/cache")
     project.dvc("remote", "modify", "storage", "endpointurl", s3_endpoint)
     assert ran_stages(project.dvc("repro", TARGET)) != []
