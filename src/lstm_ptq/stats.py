@@ -339,11 +339,13 @@ def ks_difference(first, second, *, paired: bool, max_samples: int | None, n_res
     else:
         samples = [_subsample(x, max_samples, rng) for x in samples]
 
-    def difference(a1: np.ndarray, b1: np.ndarray, a2: np.ndarray, b2: np.ndarray) -> float:
-        return float(stats.ks_2samp(a1, b1).statistic - stats.ks_2samp(a2, b2).statistic)
+    def ks(a: np.ndarray, b: np.ndarray) -> float:
+        return float(stats.ks_2samp(a, b).statistic)
 
-    first_statistic = float(stats.ks_2samp(samples[0], samples[1]).statistic)
-    second_statistic = float(stats.ks_2samp(samples[2], samples[3]).statistic)
+    def difference(a1: np.ndarray, b1: np.ndarray, a2: np.ndarray, b2: np.ndarray) -> float:
+        return ks(a1, b1) - ks(a2, b2)
+
+    first_statistic, second_statistic = ks(samples[0], samples[1]), ks(samples[2], samples[3])
     estimate = first_statistic - second_statistic
     result = stats.bootstrap(
         samples, difference, n_resamples=n_resamples, vectorized=False, paired=paired, confidence_level=confidence, method="percentile", rng=rng
