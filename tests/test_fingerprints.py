@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lstm_ptq.fingerprints import fingerprint, stage_code
+from lstm_ptq.fingerprints import fingerprint, imported_sources, stage_code
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,9 @@ def test_fingerprints_move_with_the_code_each_stage_imports(tmp_path: Path) -> N
     assert fingerprint(root, "stages/download.py") == before["stages/download.py"]
 
 
-def test_lazy_imports_and_error_plumbing_are_not_part_of_a_stage_s_code() -> None:
+def test_lazy_imports_error_plumbing_and_the_warm_runner_are_not_part_of_a_stage_s_code() -> None:
     code = stage_code(REPO, "stages/download.py")
     assert "src/lstm_ptq/settings.py" in code and "stages/download.py" in code
     assert not any(f.startswith("src/lstm_ptq/quantization/") for f in code)  # settings imports it lazily, to validate
     assert "src/lstm_ptq/errors.py" not in code and "src/lstm_ptq/cli.py" not in code
+    assert "src/lstm_ptq/warm.py" not in code and "src/lstm_ptq/warm.py" in imported_sources(REPO, "stages/download.py")

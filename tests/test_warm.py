@@ -149,6 +149,32 @@ def test_killing_the_stage_process_ends_its_child_in_the_runner(probe: Path, run
         time.sleep(0.1)
 
 
+def sleeping_stage(probe: Path, env: dict[str, str], cwd: Path, pid_file: Path) -> subprocess.Popen[str]:
+    """The probe started as dvc.yaml starts a stage, once it sleeps (its pid, or its runner child's, written)."""
+    pid_file.unlink(missing_ok=True)
+    client = subprocess.Popen([sys.executable, str(probe), "sleep", str(pid_file)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the probe did not start sleeping"
+        time.sleep(0.1)
+    return client
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(probe: Path, runner_env: dict[str, str], tmp_path: Path, signum: int) -> None:
+    """DVC sees what it would see from ``python <script>``: death by SIGTERM, or by SIGINT after the
+    KeyboardInterrupt traceback, not an exit status of 1."""
+    start_runner(probe, runner_env, tmp_path)
+    endings = {}
+    for name, env in (("served", runner_env), ("fresh", {**runner_env, warm.ENV: "0"})):
+        client = sleeping_stage(probe, env, tmp_path, tmp_path / f"{name}.pid")
+        client.send_signal(signum)
+        _, stderr = client.communicate(timeout=30)
+        endings[name] = (client.returncode, "KeyboardInterrupt" in stderr)
+    assert [entry["argv"][1] for entry in served(runner_env)] == ["sleep"]  # the first probe ran in the runner
+    assert endings["served"] == endings["fresh"] == (-signum, signum == signal.SIGINT)
+
+
 def test_the_runner_key_follows_the_environment_and_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"PATH": "/bin", "PYTHONHASHSEED": "0"}
     key = warm.runner_key(env)

@@ -17,8 +17,10 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "lstm_ptq"
-# Imported by every stage but unable to change an output: the package marker, exception classes, argv plumbing.
-NOT_OUTPUT_AFFECTING = {"src/lstm_ptq/__init__.py", "src/lstm_ptq/errors.py", "src/lstm_ptq/cli.py"}
+# Imported by every stage but unable to change an output: the package marker, exception classes, argv
+# plumbing, and the warm runner, which runs a script as `python` would (tests/test_warm.py compares the bytes
+# a stage writes served and fresh), so an edit to how it hands a stage over reruns nothing.
+NOT_OUTPUT_AFFECTING = {"src/lstm_ptq/__init__.py", "src/lstm_ptq/errors.py", "src/lstm_ptq/cli.py", "src/lstm_ptq/warm.py"}
 
 
 def _module_path(root: Path, name: str) -> Path | None:

@@ -237,7 +237,10 @@ def delegate(script: str) -> None:
         conn.close()
         return  # the runner went away before it took the stage: run it here
 
+    forwarded: list[int] = []
+
     def forward(signum: int, _frame: object) -> None:
+        forwarded.append(signum)
         try:
             os.kill(child, signum)
         except ProcessLookupError:
@@ -248,10 +251,16 @@ def delegate(script: str) -> None:
     try:
         (status,) = struct.unpack("!i", _recv_exact(conn, 4))
     except ConnectionError:
-        print(f"error: the stage's process in the warm runner ({child}) ended without a status (killed?)", file=sys.stderr)
-        status = 1
+        if forwarded:  # the child died of the signal this process passed on: die of it too
+            status = -forwarded[-1]
+        else:
+            print(f"error: the stage's process in the warm runner ({child}) ended without a status (killed?)", file=sys.stderr)
+            status = 1
     sys.stdout.flush()
     sys.stderr.flush()
+    if status < 0:  # ended by signal -status, as `python <script>` would have been (DVC reports it so)
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
     os._exit(status)
 
 
@@ -324,10 +333,13 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             if exc.code is None:
                 status = 0
             elif isinstance(exc.code, int):
-                status = exc.code
+                status = exc.code & 0xFF  # as the OS reports `sys.exit(-1)`: 255; a negative status means a signal
             else:
                 print(exc.code, file=sys.stderr)
                 status = 1
+        except KeyboardInterrupt:  # an uncaught one ends `python` by SIGINT, after the traceback
+            traceback.print_exc()
+            status = -signal.SIGINT
         except BaseException:
             traceback.print_exc()
             status = 1
@@ -341,7 +353,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             conn.sendall(struct.pack("!i", status))
         except OSError:
             pass
-        os._exit(status)
+        os._exit(status if status >= 0 else 1)
 
 
 def serve(path: Path) -> None:
