@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
+from brevitas.core.stats.stats_op import AbsPercentile
 from conftest import train_briefly
 from torch import nn
 
@@ -22,7 +24,7 @@ from lstm_ptq.evaluation import score_split
 from lstm_ptq.models import ModelConfig, build_model
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
 from lstm_ptq.quantization.activations import FinalLayerDriver
-from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, using_fast_lstm
+from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, ObservingFastLSTM, _kth_smallest, using_fast_lstm
 from lstm_ptq.quantization.refine import FINAL_LAYER_ALGORITHMS, _run_gpfq_family
 
 BIT_WIDTHS = [8, 7, 6, 5, 4, 3, 2]
@@ -173,3 +175,46 @@ def test_gpfq_on_the_fast_lstm_gives_the_brevitas_weights(model_type: str, float
             refined, expected = fast.final_layer.quant_weight().value, reference.final_layer.quant_weight().value
         assert torch.equal(refined, expected), bit_width
         assert not torch.equal(refined, _calibrated(float_models[model_type], ranges, bit_width, None).final_layer.quant_weight().value)
+
+
+@pytest.mark.parametrize("model_type", ["discriminative", "generative"])
+@pytest.mark.parametrize("percentile", [99.99, 99.999, 75.0])
+def test_fast_observer_gives_brevitas_calibration_bit_for_bit(model_type: str, percentile: float, float_models: dict, splits: dict) -> None:
+    """Calibration with the LSTM's observers fed from one float pass leaves the state Brevitas' per-step
+    observers leave: every scale, statistic buffer and counter (75.0 takes the row-wise selection)."""
+    train: EncodedSplit = splits["train"]
+    feeds = [None] if model_type == "discriminative" else [None, train.labels]
+    for feed in feeds:
+        batches = Q.token_batches(train, 48, np.arange(300), feed)
+        models = {}
+        for fast in (True, False):
+            model = Q.quantize(float_models[model_type], Q.QuantSpec(bit_width=8, act_high_percentile=percentile))
+            assert Q.calibrate(model, batches, fast_observer=fast) == 300
+            models[fast] = model
+        fast_state, reference_state = models[True].state_dict(), models[False].state_dict()
+        assert fast_state.keys() == reference_state.keys()
+        differing = [name for name in reference_state if not torch.equal(fast_state[name], reference_state[name])]
+        assert differing == []
+        reference_scalings = [m for m in models[False].modules() if isinstance(m, ParameterFromRuntimeStatsScaling)]
+        fast_scalings = [m for m in models[True].modules() if isinstance(m, ParameterFromRuntimeStatsScaling)]
+        assert [m.counter for m in fast_scalings] == [m.counter for m in reference_scalings]
+        # the swaps are undone: Brevitas' own LSTM and statistics modules stay in the model
+        assert not isinstance(models[True].lstm, ObservingFastLSTM)
+        assert all(type(m.stats.stats_impl) is AbsPercentile for m in fast_scalings)
+        with torch.no_grad():
+            tokens = torch.as_tensor(splits["test"].tokens[:64].astype(np.int64))
+            lengths = torch.as_tensor(splits["test"].lengths[:64].astype(np.int64))
+            assert torch.equal(models[True].class_scores(tokens, lengths), models[False].class_scores(tokens, lengths))
+
+
+@pytest.mark.parametrize("width", [7, 100, 6400, 300_000])
+def test_kth_smallest_selects_what_kthvalue_selects(width: int) -> None:
+    """Every path of the fast percentile (short top-k, chunked top-k, row-wise selection) picks the
+    element torch.kthvalue picks, ties included."""
+    generator = torch.Generator().manual_seed(width)
+    rows = torch.cat([torch.randn(3, width, generator=generator).abs(), torch.randint(0, 5, (2, width), generator=generator).float()])
+    for q in (99.99, 99.9, 90.0, 50.5):
+        k = int(np.floor(0.01 * q * width + 0.5))
+        if k < 1:
+            continue
+        assert torch.equal(_kth_smallest(rows, k), torch.kthvalue(rows, k, dim=1).values), (width, q)

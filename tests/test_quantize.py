@@ -27,6 +27,7 @@ from lstm_ptq.errors import DataError, ParamError
 from lstm_ptq.evaluation import evaluate, float_scorer, score_split
 from lstm_ptq.models import ModelConfig, build_model, generative_io, generative_label_losses
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
+from lstm_ptq.quantization.fast_lstm import fast_observable
 from lstm_ptq.quantization.modules import _is_quantizer_key
 from lstm_ptq.settings import FinalLayerSettings, QuantizationSettings, load_params
 
@@ -451,6 +452,8 @@ def test_separate_lstm_input_quantizer_avoids_the_shared_io_pitfall(float_models
     shared = Q.quantize(float_model, Q.QuantSpec(bit_width=8))
     shared.lstm_input_quant = nn.Identity()
     shared.lstm.layers[0][0].quantize_output_only = False
+    # a layout the fast observer does not cover is calibrated by Brevitas' own observers
+    assert fast_observable(ours.lstm) and not fast_observable(shared.lstm)
     Q.calibrate(shared, calib_batches)
     assert relative_error(ours) < 0.1
     assert relative_error(shared) > 3 * relative_error(ours)
@@ -499,10 +502,16 @@ def test_gpfq_changes_the_final_layer_and_lowers_its_output_error(model_type: st
     layer = model.final_layer
     rounded = _unpack_quant_tensor(layer.quant_weight()).clone()
     scale = Q.final_layer_weight_scale(model)
+    grams = A.final_layer_grams(model, float_model, calib_batches)
     error_rounding = A.final_layer_output_error(model, float_model, calib_batches)
+    assert A.final_layer_output_error(model, float_model, grams) == error_rounding
     info = Q.apply_gpfq(model, calib_batches, "gpfq")
     refined = layer.quant_weight()
     error_gpfq = A.final_layer_output_error(model, float_model, calib_batches)
+    # GPFQ leaves the final layer's input rows as they were: the grams of before give the error of after
+    after = A.final_layer_grams(model, float_model, calib_batches)
+    assert all(torch.equal(getattr(after, name), getattr(grams, name)) for name in ("xx", "xq", "qq"))
+    assert A.final_layer_output_error(model, float_model, grams) == error_gpfq
     assert info["changed_weight_fraction"] > 0.1
     assert (refined.value != rounded).float().mean() > 0.1
     assert error_gpfq < 0.9 * error_rounding

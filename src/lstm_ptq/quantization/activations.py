@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,12 +83,16 @@ class FinalLayerDriver(nn.Module):
         return self.model.final_layer_pass(tokens, lengths, self.observe_only, feed_labels)
 
 
-def calibrate(model: QuantModel, batches: Iterable[Batch]) -> int:
+def calibrate(model: QuantModel, batches: Iterable[Batch], fast_observer: bool = True) -> int:
     """Set every activation scale from the batches (section 4.2.2); returns the number of documents.
 
     Activation quantizers run as observers on a float forward pass (weights unquantized), each
-    averaging its per-call percentile over calls; every LSTM time step is one call.
+    averaging its per-call percentile over calls; every LSTM time step is one call. The LSTM's
+    observers are fed from one float pass (:func:`fast_lstm.observing_lstm`, the same ranges bit for
+    bit); ``fast_observer=False`` runs Brevitas' own per-step calls, the reference the tests compare with.
     """
+    from .fast_lstm import observing_lstm  # fast_lstm imports this module
+
     if model.final_layer_algorithm != "none":
         raise DataError(f"calibration after {model.final_layer_algorithm} is refused: the final layer's weights were already changed")
     if is_calibrated(model):
@@ -97,7 +102,7 @@ def calibrate(model: QuantModel, batches: Iterable[Batch]) -> int:
         raise DataError("calibration set is empty")
     driver = FinalLayerDriver(model, observe_only=True).eval()
     documents = 0
-    with torch.no_grad(), calibration_mode(driver):
+    with torch.no_grad(), calibration_mode(driver), observing_lstm(model) if fast_observer else nullcontext():
         for batch in batches:
             driver(*batch)
             documents += int(batch[0].shape[0])

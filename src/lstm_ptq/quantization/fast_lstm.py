@@ -9,16 +9,23 @@ Brevitas' own, operation for operation: ``x / scale``, round half to even, clamp
 sigmoid or tanh on its own contiguous tensor. With every quantizer switched off (GPFQ's float reference
 pass) it runs Brevitas' float recurrence the same way. ``tests/test_fast_lstm.py`` checks both bit for
 bit against Brevitas at every bit width; ``scripts/bench_fast_lstm.py`` measures the speed.
-Calibration stays on Brevitas (it needs its observers); docs/quantization.md says what runs where.
+Calibration keeps Brevitas' observers, fed from one float pass here (:class:`ObservingFastLSTM`);
+docs/quantization.md says what runs where.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from brevitas import config as brevitas_config
+from brevitas.core.function_wrapper.shape import OverTensorView
+from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
+from brevitas.core.stats.stats_op import AbsPercentile
+from brevitas.core.utils import inplace_momentum_update, inplace_tensor_mul
 from brevitas.quant_tensor import _unpack_quant_tensor
 from torch import nn
 
@@ -214,3 +221,213 @@ def using_fast_lstm(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.lstm = original
+
+
+# Calibration's observers, fed from one pass --------------------------------------------------------------
+#
+# Under Brevitas' calibration_mode every activation quantizer of the cell is an observer: at each time
+# step its scaling module takes the 99.99th percentile of |a| over the step's [B, H] tensor and folds it
+# into a running mean (counter, buffer). Brevitas runs each of these calls through its proxy machinery,
+# 13 per step. Here the float recurrence runs once as plain tensors, keeping every observed tensor; the
+# per-step percentiles of each point are one batched kthvalue (an order statistic: the same element the
+# per-step call selects), and the running mean is Brevitas' own update, call by call, in Brevitas' order.
+# tests/test_fast_lstm.py checks that the resulting ranges equal Brevitas' bit for bit.
+
+# The observed tensors of one step, in the order _observed_float_steps returns them, and the points
+# (with the gate slice) that observe each; cell_state_quant observes f*c, i*g and c_t, in that order.
+_OBSERVED = ("acc", "act", "forget_cell", "input_cell", "cell", "tanh_cell", "hidden")
+_OBSERVERS = (
+    *(("acc", g, _ACC_POINTS[g]) for g in _GATES),
+    *(("act", g, _ACT_POINTS[g]) for g in _GATES),
+    ("cell_state", None, "cell_state_quant"),
+    ("tanh_cell", None, "hidden_state_tanh_quant"),
+    ("hidden", None, "output_quant"),
+)
+
+
+@torch.jit.script
+def _observed_float_steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor) -> list[torch.Tensor]:
+    """The float recurrence of :func:`_steps` (every quantizer off), keeping what each observer sees:
+    gate pre-activations and activations ``[T, B, 4H]``, then f*c, i*g, c_t, tanh(c_t), h_t ``[T, B, H]``."""
+    batch, steps, gates = projected.shape
+    hidden = gates // 4
+    h = projected.new_zeros(batch, hidden)
+    c = projected.new_zeros(batch, hidden)
+    seen: list[list[torch.Tensor]] = [[], [], [], [], [], [], []]
+    for t in range(steps):
+        acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
+        act = torch.cat(
+            [
+                torch.sigmoid(acc[:, :hidden].contiguous()),
+                torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous()),
+                torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous()),
+                torch.tanh(acc[:, 3 * hidden :].contiguous()),
+            ],
+            dim=1,
+        )
+        forget_cell = act[:, hidden : 2 * hidden] * c
+        input_cell = act[:, :hidden] * act[:, 3 * hidden :]
+        c = forget_cell + input_cell
+        tanh_cell = torch.tanh(c)
+        h = act[:, 2 * hidden : 3 * hidden] * tanh_cell
+        for i, x in enumerate([acc, act, forget_cell, input_cell, c, tanh_cell, h]):
+            seen[i].append(x)
+    return [torch.stack(x) for x in seen]
+
+
+def _scaling(proxy: nn.Module) -> ParameterFromRuntimeStatsScaling:
+    """The one runtime-statistics scaling module of an activation quantizer the observer can feed."""
+    found = [m for m in proxy.modules() if isinstance(m, ParameterFromRuntimeStatsScaling)]
+    if len(found) != 1:
+        raise ValueError(f"expected one runtime-statistics scaling in {type(proxy).__name__}, found {len(found)}")
+    scaling = found[0]
+    if not _is_per_tensor_abs_percentile(scaling):
+        raise ValueError(f"the fast observer supports per-tensor AbsPercentile statistics only, not {type(scaling.stats.stats_impl).__name__}")
+    return scaling
+
+
+def _is_per_tensor_abs_percentile(scaling: ParameterFromRuntimeStatsScaling) -> bool:
+    impl = scaling.stats.stats_impl
+    return (
+        isinstance(impl, (AbsPercentile, _FastAbsPercentile))
+        and getattr(impl, "stats_reduce_dim", None) is None
+        and isinstance(scaling.stats_input_view_shape_impl, OverTensorView)
+    )
+
+
+_TOPK_LIMIT = 64
+_CHUNKS = 16
+
+
+def _kth_smallest(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest value (1-indexed) of each row of ``rows`` ``[R, N]``, as ``torch.kthvalue``
+    selects it. For a high percentile the (N - k + 1)-th largest is cheaper to find: a short top-k, over
+    long rows first within each of a few chunks (the row's top values are among its chunks' top values)."""
+    width = rows.shape[1]
+    largest = width - k + 1
+    if largest > _TOPK_LIMIT and largest * 256 > width:  # not a high percentile: a row-wise selection
+        return torch.kthvalue(rows, k, dim=1).values
+    if width >= 64 * _CHUNKS * largest:
+        step = width // _CHUNKS
+        head = rows[:, : step * _CHUNKS].reshape(rows.shape[0] * _CHUNKS, step)
+        candidates = torch.topk(head, largest, dim=1).values.reshape(rows.shape[0], -1)
+        rows = torch.cat([candidates, rows[:, step * _CHUNKS :]], dim=1)
+    return torch.topk(rows, largest, dim=1).values[:, -1]
+
+
+def _abs_percentile(observed: torch.Tensor, q: float) -> torch.Tensor:
+    """Brevitas' AbsPercentile (per tensor) of each of ``observed``'s ``[T, ...]`` slices: one value per
+    slice, the k-th smallest |a| with AbsPercentile.forward's k."""
+    rows = observed.reshape(observed.shape[0], -1).abs()
+    return _kth_smallest(rows, int(math.floor(0.01 * q * rows.shape[1] + 0.5)))
+
+
+class _FastAbsPercentile(nn.Module):
+    """Drop-in for a per-tensor AbsPercentile during calibration: the same value, selected faster."""
+
+    def __init__(self, q: float) -> None:
+        super().__init__()
+        self.q = q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _abs_percentile(x.reshape(1, -1), self.q)[0]
+
+
+def _feed(scaling: ParameterFromRuntimeStatsScaling, stats: torch.Tensor) -> None:
+    """ParameterFromRuntimeStatsScaling.training_forward for each of ``stats`` (one per call, in order)."""
+    if not scaling.training or scaling.local_loss_mode:
+        raise RuntimeError("the fast observer runs inside Brevitas' calibration_mode only")
+    clamped = scaling.clamp_scaling(stats + 0.0 * scaling.value).detach()
+    for value in clamped:
+        counter = scaling.counter
+        if counter >= scaling.collect_stats_steps:
+            raise RuntimeError("an activation quantizer collected more calls than its collect_stats_steps")
+        if counter == 0:
+            inplace_tensor_mul(scaling.buffer, value)
+        else:
+            inplace_momentum_update(scaling.buffer, value, scaling.momentum, counter, counter + 1)
+        scaling.counter = counter + 1
+
+
+class _ObservingLayer:
+    """One QuantLSTM layer under calibration_mode: its float weights and the scaling module of each point."""
+
+    def __init__(self, direction: nn.Module) -> None:
+        if direction.reverse_input or not direction.cell.batch_first or direction.cifg or not direction.quantize_output_only:
+            raise ValueError("the fast observer supports batch-first, forward, non-CIFG layers with quantize_output_only")
+        hidden = direction.hidden_size
+        dummy = torch.zeros(1, direction.input_size)
+        # The weights and biases as the layer's own forward computes them (weight quantizers are off).
+        quant = [direction.gate_params_fwd(getattr(direction, f"{gate}_gate_params"), dummy) for gate in _GATES]
+        self.weight_ih = torch.cat([_unpack_quant_tensor(q[0]) for q in quant]).detach()
+        self.weight_hh = torch.cat([_unpack_quant_tensor(q[1]) for q in quant]).detach()
+        self.bias = torch.cat([_bias(q[2], hidden) for q in quant]).detach()
+        self.hidden = hidden
+        self.scalings = {point: _scaling(getattr(direction.cell, point)) for _, _, point in _OBSERVERS}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        seen = dict(zip(_OBSERVED, _observed_float_steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias), strict=True))
+        gate = {g: slice(i * self.hidden, (i + 1) * self.hidden) for i, g in enumerate(_GATES)}
+        for kind, g, point in _OBSERVERS:
+            q = self.scalings[point].stats.stats_impl.q
+            if kind == "cell_state":  # three calls per step: f*c, i*g, c_t
+                stats = torch.stack([_abs_percentile(seen[name], q) for name in ("forget_cell", "input_cell", "cell")], dim=1).reshape(-1)
+            elif g is not None:
+                stats = _abs_percentile(seen[kind][:, :, gate[g]], q)
+            else:
+                stats = _abs_percentile(seen[kind], q)
+            _feed(self.scalings[point], stats)
+        return seen["hidden"].transpose(0, 1)
+
+
+class ObservingFastLSTM(nn.Module):
+    """A QuantLSTM under calibration_mode: the float pass and every cell observer's statistics, without
+    Brevitas' per-step calls. Returns ``(outputs, None)`` like the QuantLSTM; see :func:`observing_lstm`."""
+
+    def __init__(self, lstm: nn.Module) -> None:
+        super().__init__()
+        if any(len(layer) != 1 for layer in lstm.layers):
+            raise ValueError("the fast observer supports unidirectional LSTMs only")
+        self._layers = [_ObservingLayer(layer[0]) for layer in lstm.layers]
+        self.brevitas = lstm
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        for layer in self._layers:
+            x = layer(x)
+        return x, None
+
+
+@contextmanager
+def observing_lstm(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside Brevitas' calibration_mode: ``model``'s LSTM swapped for an :class:`ObservingFastLSTM` and
+    every per-tensor percentile's selection for :class:`_FastAbsPercentile`, restored on exit (before
+    calibration_mode's own exit turns the statistics into scales). A model the fast observer does not
+    cover (:func:`fast_observable`), or Brevitas under TorchScript, is left as it is."""
+    if brevitas_config.JIT_ENABLED or not fast_observable(model.lstm):
+        yield model  # Brevitas' own observers: TorchScript modules cannot be swapped, other layouts are not covered
+        return
+    original = model.lstm
+    swapped = []
+    for scaling in model.modules():
+        if isinstance(scaling, ParameterFromRuntimeStatsScaling) and _is_per_tensor_abs_percentile(scaling):
+            swapped.append((scaling.stats, scaling.stats.stats_impl))
+            scaling.stats.stats_impl = _FastAbsPercentile(scaling.stats.stats_impl.q)
+    model.lstm = ObservingFastLSTM(original)
+    try:
+        yield model
+    finally:
+        model.lstm = original
+        for stats, impl in swapped:
+            stats.stats_impl = impl
+
+
+def fast_observable(lstm: nn.Module) -> bool:
+    """Whether :class:`ObservingFastLSTM` covers ``lstm``: unidirectional, batch-first, forward, non-CIFG
+    layers whose input has its own quantizer (quantize_output_only), every cell point a per-tensor
+    AbsPercentile observer. The project's models are; anything else keeps Brevitas' observers."""
+    try:
+        ObservingFastLSTM(lstm)
+    except ValueError:
+        return False
+    return True

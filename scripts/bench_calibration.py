@@ -1,0 +1,85 @@
+"""Benchmark activation calibration: Brevitas' per-step observers against the fast observer.
+
+For each ``--cells`` entry (``dataset:model_type:scheme``, default: every dataset and model type of the
+project's grid under ``class_conditional``), the float model is quantized at the observing bit width and
+calibrated on the scheme's calibration set exactly as the ``activation_ranges`` stage does it, once with
+Brevitas' own observers (``fast_observer=False``: 13 observer calls per LSTM time step) and once with the
+LSTM's observers fed from one float pass (lstm_ptq.quantization.fast_lstm). Prints both wall times
+(the fastest of ``--repeats``), whether the ranges are bit-identical, and, when the pipeline has run,
+whether they equal the committed ``models/activation_ranges`` file.
+
+    ./run python scripts/bench_calibration.py
+    ./run python scripts/bench_calibration.py --cells ag_news:generative:class_conditional --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from lstm_ptq.artifacts import load_arrays
+from lstm_ptq.datasets import dataset_spec
+from lstm_ptq.models import load_float_model
+from lstm_ptq.paths import ProjectPaths
+from lstm_ptq.pipeline.ptq import OBSERVE_BIT_WIDTH, decoder_feed, scheme_rows
+from lstm_ptq.preprocess import load_split
+from lstm_ptq.quantization import activation_ranges, calibrate, quantize, token_batches
+from lstm_ptq.settings import CalibrationSettings, GridSettings, QuantizationSettings, load_params
+
+
+def timed_calibration(float_model: torch.nn.Module, spec: object, batches: list, fast: bool, repeats: int) -> tuple[dict[str, torch.Tensor], float]:
+    """The ranges of one calibration and the fastest of ``repeats`` wall times (a fresh quantized model each time)."""
+    best, ranges = float("inf"), {}
+    for _ in range(repeats):
+        model = quantize(float_model, spec)
+        started = time.perf_counter()
+        calibrate(model, batches, fast_observer=fast)
+        best = min(best, time.perf_counter() - started)
+        ranges = activation_ranges(model)
+    return ranges, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=".", help="project root whose pipeline has run up to calibration_sets")
+    parser.add_argument("--cells", nargs="*", help="dataset:model_type:scheme (default: the grid's, class_conditional)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    root = Path(args.root)
+    params = load_params(root / "params.yaml")
+    quantization, calibration, grid = QuantizationSettings.from_params(params), CalibrationSettings.from_params(params), GridSettings.from_params(params)
+    cells = args.cells or [f"{d}:{m}:class_conditional" for d in grid.datasets for m in grid.model_types]
+    paths = ProjectPaths(root)
+    print(f"{torch.get_num_threads()} threads; fastest of {args.repeats}")
+    print(f"{'cell':<48}{'documents':>10}{'Brevitas':>10}{'fast':>8}{'speed-up':>10}  identical  equal to committed file")
+    totals = [0.0, 0.0]
+    for cell in cells:
+        dataset, model_type, scheme = cell.split(":")
+        _, float_model = load_float_model(paths, dataset, model_type)
+        train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
+        feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
+        rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
+        batches = token_batches(train, calibration.batch_size, rows, feed)
+        spec = quantization.spec(OBSERVE_BIT_WIDTH)
+        reference, reference_s = timed_calibration(float_model, spec, batches, False, args.repeats)
+        fast, fast_s = timed_calibration(float_model, spec, batches, True, args.repeats)
+        identical = reference.keys() == fast.keys() and all(torch.equal(reference[k], fast[k]) for k in reference)
+        committed_file = paths.activation_ranges_file(dataset, model_type, scheme)
+        committed = "-"
+        if committed_file.is_file():
+            arrays = load_arrays(committed_file)
+            committed = str(arrays.keys() == fast.keys() and all(torch.equal(torch.as_tensor(arrays[k]).reshape(fast[k].shape), fast[k]) for k in fast))
+        totals[0] += reference_s
+        totals[1] += fast_s
+        print(f"{cell:<48}{len(rows):>10}{reference_s:>9.2f}s{fast_s:>7.2f}s{reference_s / fast_s:>9.1f}x  {identical!s:<9}  {committed}")
+    print(f"{'all':<58}{totals[0]:>9.2f}s{totals[1]:>7.2f}s{totals[0] / totals[1]:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
