@@ -7,6 +7,7 @@ collapse against :func:`hidden_state_stats`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from .quantization import Batch, FastQuantLSTM, QuantModel, require_calibrated  # before Brevitas: it imports Brevitas
 
@@ -33,17 +34,24 @@ def final_layer_rows(
     return rows
 
 
-@torch.no_grad()
-def final_layer_output_error(qmodel: QuantModel, float_model: nn.Module, batches: Iterable[Batch]) -> float:
-    """Relative error of equation 22 on the batches: ||X W^T - X~ Q^T||^2 / ||X W^T||^2.
+@dataclass(frozen=True)
+class FinalLayerGrams:
+    """The Gram matrices equation 22 needs on a set of batches, float64: X^T X, X^T X~ and X~^T X~."""
 
-    X, W: the float model's final-layer input and weight; X~, Q: the quantized model's. Accumulated
-    through Gram matrices in float64 so the generative [rows, V] products are never formed.
+    xx: torch.Tensor
+    xq: torch.Tensor
+    qq: torch.Tensor
+
+
+@torch.no_grad()
+def final_layer_grams(qmodel: QuantModel, float_model: nn.Module, batches: Iterable[Batch]) -> FinalLayerGrams:
+    """X: the float model's final-layer input rows, X~: the quantized model's (after its input quantizer).
+
+    A final-layer algorithm (GPFQ) changes the final layer's weights only, never its input rows, so the
+    grams of one set of batches serve the error before and after it (:func:`final_layer_output_error`).
     """
     require_calibrated(qmodel)
-    w = float_model.final_layer.weight.double()
-    q = _unpack_quant_tensor(qmodel.final_layer.quant_weight()).double()
-    features = w.shape[1]
+    features = float_model.final_layer.weight.shape[1]
     xx = torch.zeros(features, features, dtype=torch.float64)
     xq = torch.zeros_like(xx)
     qq = torch.zeros_like(xx)
@@ -53,8 +61,23 @@ def final_layer_output_error(qmodel: QuantModel, float_model: nn.Module, batches
         xx += x.T @ x
         xq += x.T @ xt
         qq += xt.T @ xt
-    reference = float(((w @ xx) * w).sum())
-    error = reference - 2.0 * float(((w @ xq) * q).sum()) + float(((q @ qq) * q).sum())
+    return FinalLayerGrams(xx, xq, qq)
+
+
+@torch.no_grad()
+def final_layer_output_error(qmodel: QuantModel, float_model: nn.Module, batches: Iterable[Batch] | FinalLayerGrams) -> float:
+    """Relative error of equation 22 on the batches: ||X W^T - X~ Q^T||^2 / ||X W^T||^2.
+
+    X, W: the float model's final-layer input and weight; X~, Q: the quantized model's. Accumulated
+    through Gram matrices in float64 so the generative [rows, V] products are never formed; ``batches``
+    may be their :func:`final_layer_grams`, computed once for the errors before and after GPFQ.
+    """
+    require_calibrated(qmodel)
+    grams = batches if isinstance(batches, FinalLayerGrams) else final_layer_grams(qmodel, float_model, batches)
+    w = float_model.final_layer.weight.double()
+    q = _unpack_quant_tensor(qmodel.final_layer.quant_weight()).double()
+    reference = float(((w @ grams.xx) * w).sum())
+    error = reference - 2.0 * float(((w @ grams.xq) * q).sum()) + float(((q @ grams.qq) * q).sum())
     return max(error, 0.0) / reference
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis import final_layer_output_error, hidden_state_stats
+from ..analysis import final_layer_grams, final_layer_output_error, hidden_state_stats
 from ..artifacts import load_arrays, read_json, readable_path, require_array, save_arrays, write_json
 from ..calibration import check_scheme
 from ..datasets import dataset_spec
@@ -153,12 +153,15 @@ def refine_cell(
     batches = token_batches(train, calibration.batch_size, rows, feed)
     error_batches = batches[:: max(1, len(batches) // max(final_layer.error_batches, 1))][: final_layer.error_batches]
     refine = rows[evenly_spaced(len(rows), final_layer.documents)]
-    with using_fast_lstm(qmodel):  # GPFQ changes the final layer only: one fast LSTM serves the whole refinement
-        error_before = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
+    # GPFQ changes the final layer's weights only: one fast LSTM serves the whole refinement, and the final
+    # layer's input rows (the Gram matrices of the error) are the same before and after it
+    with using_fast_lstm(qmodel):
+        grams = final_layer_grams(qmodel, float_model, error_batches) if error_batches else None
+        error_before = final_layer_output_error(qmodel, float_model, grams) if grams is not None else None
         started = time.perf_counter()
         gpfq = apply_gpfq(qmodel, token_batches(train, final_layer.batch_size, refine, feed), final_layer.algorithm)
         seconds = time.perf_counter() - started
-        error_after = final_layer_output_error(qmodel, float_model, error_batches) if error_batches else None
+        error_after = final_layer_output_error(qmodel, float_model, grams) if grams is not None else None
     return Refinement(gpfq, len(refine), error_before, error_after, seconds)
 
 
