@@ -524,15 +524,15 @@ ROOT_FILE = "dvc.yaml"
 # tree's (pipelines/<family>/) and every params tree's (pipelines/<tree>_<family>/). DVC rewrites a stage's
 # whole lock file after every stage it runs, with a YAML round trip whose time grows with the file (README,
 # Performance): about 0.017 s per KB of lock on these cores, 5.7 s per cell when the main tree's 168 calibrate
-# cells shared one 340 KB lock. So each stage's round trip is over its own family's entries, and the
-# calibrate family, the largest, gets one file per dataset and model type
-# (pipelines/calibrate-<dataset>-<model_type>/): dataset and model type are literal one-value lists there,
+# cells shared one 340 KB lock. So each stage's round trip is over its own family's entries, and every
+# family gets one file per dataset and model type (pipelines/<family>-<dataset>-<model_type>/, e.g.
+# pipelines/calibrate-ag_news-generative/): dataset and model type are literal one-value lists there,
 # bit widths and schemes still come from params.yaml (`dvc exp run -S grid.bit_widths=...` keeps working
 # without regenerating; a dataset or model type added or removed needs the generator, as the plots block
 # already does). Stage names stay calibrate@<dataset>-<model_type>-<bits>-<scheme>.
 FAMILY_ROOT = "pipelines"
 FAMILIES = ("quantize", "activation_ranges", "calibrate", "noise_quantized")
-SPLIT_FAMILIES = {"calibrate": ("dataset", "model_type")}
+SPLIT_FAMILIES = dict.fromkeys(FAMILIES, ("dataset", "model_type"))
 
 
 def family_file(name: str, part: tuple[str, ...] = ()) -> str:

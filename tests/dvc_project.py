@@ -29,7 +29,7 @@ _RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
 
 
 def stage_name(address: str) -> str:
-    """A stage's name from its DVC address: ``pipelines/quantize/dvc.yaml:quantize@x`` -> ``quantize@x``
+    """A stage's name from its DVC address: ``pipelines/quantize-ag_news-generative/dvc.yaml:quantize@x`` -> ``quantize@x``
     (the generator keeps names unique across the project's dvc.yaml files)."""
     return address.rpartition(":")[2]
 

@@ -115,12 +115,11 @@ def test_committed_dvc_yaml_files_are_the_generators_output() -> None:
     files = generated_files()
     params = load_params(REPO / "params.yaml")
     trees = {f"variants/{name}/dvc.yaml" for name in [*params["trees"], "noise_trained"]}
-    families = {f"pipelines/{name}/dvc.yaml" for name in ("quantize", "activation_ranges", "noise_quantized")}
-    calibrate = {f"pipelines/calibrate-{d}-{m}/dvc.yaml" for d, m in axis_pairs(params)}
-    for name in params["trees"]:  # every tree here reruns activation ranges, quantize and calibrate
-        families |= {f"pipelines/{name}_{family}/dvc.yaml" for family in ("quantize", "activation_ranges")}
-        calibrate |= {f"pipelines/{name}_calibrate-{d}-{m}/dvc.yaml" for d, m in axis_pairs(params, name)}
-    assert set(files) == {"dvc.yaml", *families, *calibrate, *trees}
+    # every family has a file per dataset and model type; every tree here reruns quantize, activation ranges and calibrate
+    families = {f"pipelines/{f}-{d}-{m}/dvc.yaml" for f in ("quantize", "activation_ranges", "calibrate", "noise_quantized") for d, m in axis_pairs(params)}
+    for name in params["trees"]:
+        families |= {f"pipelines/{name}_{f}-{d}-{m}/dvc.yaml" for f in ("quantize", "activation_ranges", "calibrate") for d, m in axis_pairs(params, name)}
+    assert set(files) == {"dvc.yaml", *families, *trees}
     for path, text in files.items():
         assert (REPO / path).read_text(encoding="utf-8") == text, f"{path} is out of date: run `./run python scripts/generate_dvc_yaml.py`"
     assert generator.stale_files(files) == []
