@@ -520,8 +520,8 @@ class _NoAliases(yaml.SafeDumper):
 
 
 ROOT_FILE = "dvc.yaml"
-# The largest stage families, each in a dvc.yaml (and so a dvc.lock) of its own under pipelines/: the main
-# tree's (pipelines/<family>/) and every params tree's (pipelines/<tree>_<family>/). DVC rewrites a stage's
+# The largest stage families, each in dvc.yaml files (and so dvc.lock files) of their own under pipelines/: the
+# main tree's (pipelines/<family>-...) and every params tree's (pipelines/<tree>_<family>-...). DVC rewrites a stage's
 # whole lock file after every stage it runs, with a YAML round trip whose time grows with the file (README,
 # Performance): about 0.017 s per KB of lock on these cores, 5.7 s per cell when the main tree's 168 calibrate
 # cells shared one 340 KB lock. So each stage's round trip is over its own family's entries, and every
