@@ -21,12 +21,9 @@ from pathlib import Path
 import torch
 
 from lstm_ptq.artifacts import load_arrays
-from lstm_ptq.datasets import dataset_spec
-from lstm_ptq.models import load_float_model
 from lstm_ptq.paths import ProjectPaths
-from lstm_ptq.pipeline.ptq import OBSERVE_BIT_WIDTH, decoder_feed, scheme_rows
-from lstm_ptq.preprocess import load_split
-from lstm_ptq.quantization import activation_ranges, calibrate, quantize, token_batches
+from lstm_ptq.pipeline.ptq import OBSERVE_BIT_WIDTH, calibration_batches
+from lstm_ptq.quantization import activation_ranges, calibrate, quantize
 from lstm_ptq.settings import CalibrationSettings, GridSettings, QuantizationSettings, load_params
 
 
@@ -61,11 +58,8 @@ def main() -> None:
     totals = [0.0, 0.0]
     for cell in cells:
         dataset, model_type, scheme = cell.split(":")
-        _, float_model = load_float_model(paths, dataset, model_type)
-        train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
-        feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-        rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
-        batches = token_batches(train, calibration.batch_size, rows, feed)
+        float_model, batches = calibration_batches(paths, dataset, model_type, scheme, calibration)
+        documents = sum(len(batch[0]) for batch in batches)
         spec = quantization.spec(OBSERVE_BIT_WIDTH)
         reference, reference_s = timed_calibration(float_model, spec, batches, False, args.repeats)
         fast, fast_s = timed_calibration(float_model, spec, batches, True, args.repeats)
@@ -77,7 +71,7 @@ def main() -> None:
             committed = str(arrays.keys() == fast.keys() and all(torch.equal(torch.as_tensor(arrays[k]).reshape(fast[k].shape), fast[k]) for k in fast))
         totals[0] += reference_s
         totals[1] += fast_s
-        print(f"{cell:<48}{len(rows):>10}{reference_s:>9.2f}s{fast_s:>7.2f}s{reference_s / fast_s:>9.1f}x  {identical!s:<9}  {committed}")
+        print(f"{cell:<48}{documents:>10}{reference_s:>9.2f}s{fast_s:>7.2f}s{reference_s / fast_s:>9.1f}x  {identical!s:<9}  {committed}")
     print(f"{'all':<58}{totals[0]:>9.2f}s{totals[1]:>7.2f}s{totals[0] / totals[1]:>9.1f}x")
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 from brevitas.core.stats.stats_op import AbsPercentile
+from brevitas.graph.gpfq import GPFQ, gpfq_mode
 from conftest import train_briefly
 from torch import nn
 
@@ -25,7 +26,7 @@ from lstm_ptq.models import ModelConfig, build_model
 from lstm_ptq.preprocess import EncodedSplit, load_split, load_vocabulary
 from lstm_ptq.quantization.activations import FinalLayerDriver
 from lstm_ptq.quantization.fast_lstm import FastQuantLSTM, ObservingFastLSTM, _kth_smallest, using_fast_lstm
-from lstm_ptq.quantization.refine import FINAL_LAYER_ALGORITHMS, _run_gpfq_family
+from lstm_ptq.quantization.refine import FINAL_LAYER_ALGORITHMS, IncrementalGPFQ, _run_gpfq_family
 
 BIT_WIDTHS = [8, 7, 6, 5, 4, 3, 2]
 
@@ -162,19 +163,43 @@ def test_fast_lstm_with_quantizers_off_equals_brevitas_float_pass(float_models: 
     assert torch.equal(fast, reference)
 
 
+def _brevitas_gpfq(act_order: bool = False):
+    return lambda m: gpfq_mode(m, use_quant_activations=True, act_order=act_order, algorithm_impl=GPFQ)
+
+
 @pytest.mark.parametrize("model_type", ["discriminative", "generative"])
 def test_gpfq_on_the_fast_lstm_gives_the_brevitas_weights(model_type: str, float_models: dict, ranges: dict, splits: dict) -> None:
-    """apply_gpfq runs GPFQ's two passes on the fast LSTM: the refined weights are those of Brevitas' passes."""
+    """apply_gpfq (GPFQ's two passes on the fast LSTM, its quantized history kept: IncrementalGPFQ) refines
+    the final layer to the weights of Brevitas' own GPFQ on Brevitas' passes."""
     batches = Q.token_batches(splits["train"], 64, np.arange(192))
+    assert FINAL_LAYER_ALGORITHMS["gpfq"](nn.Sequential()).algorithm_impl is IncrementalGPFQ
     for bit_width in (4, 3):
         fast = _calibrated(float_models[model_type], ranges, bit_width, None)
         Q.apply_gpfq(fast, batches, "gpfq")
         reference = _calibrated(float_models[model_type], ranges, bit_width, None)
-        _run_gpfq_family(FinalLayerDriver(reference).eval(), batches, FINAL_LAYER_ALGORITHMS["gpfq"])
+        _run_gpfq_family(FinalLayerDriver(reference).eval(), batches, _brevitas_gpfq())
         with torch.no_grad():
             refined, expected = fast.final_layer.quant_weight().value, reference.final_layer.quant_weight().value
         assert torch.equal(refined, expected), bit_width
         assert not torch.equal(refined, _calibrated(float_models[model_type], ranges, bit_width, None).final_layer.quant_weight().value)
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_incremental_gpfq_equals_brevitas_gpfq(act_order: bool, float_models: dict, ranges: dict, splits: dict) -> None:
+    """IncrementalGPFQ quantizes each column once instead of the whole matrix at every step: the same
+    refined float and quantized weights as Brevitas' GPFQ, bit for bit, at every bit width, in column
+    order and in activation order (a permuted greedy path)."""
+    batches = Q.token_batches(splits["train"], 64, np.arange(128))
+    for bit_width in (8, 5, 3):
+        refined = {}
+        for impl in (IncrementalGPFQ, GPFQ):
+            model = _calibrated(float_models["generative"], ranges, bit_width, None)
+            mode = lambda m, impl=impl: gpfq_mode(m, use_quant_activations=True, act_order=act_order, algorithm_impl=impl)  # noqa: E731
+            _run_gpfq_family(FinalLayerDriver(model).eval(), batches, mode)
+            with torch.no_grad():
+                refined[impl] = (model.final_layer.weight.detach().clone(), model.final_layer.quant_weight().value)
+        assert torch.equal(refined[IncrementalGPFQ][0], refined[GPFQ][0]), bit_width
+        assert torch.equal(refined[IncrementalGPFQ][1], refined[GPFQ][1]), bit_width
 
 
 @pytest.mark.parametrize("model_type", ["discriminative", "generative"])

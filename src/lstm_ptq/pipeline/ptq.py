@@ -37,6 +37,7 @@ from ..quantization import (
     token_batches,
     using_fast_lstm,
 )
+from ..quantization.activations import Batch
 from ..settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, QuantizationSettings
 from . import log
 from .calibration_sets import PREDICTED_LABELS
@@ -93,14 +94,21 @@ def observe_activation_ranges(float_model: torch.nn.Module, spec: QuantSpec, bat
     return activation_ranges(qmodel), documents
 
 
+def calibration_batches(
+    paths: ProjectPaths, dataset: str, model_type: str, scheme: str, calibration: CalibrationSettings
+) -> tuple[torch.nn.Module, list[Batch]]:
+    """The float model and the scheme's calibration batches (decoder labels included), as calibration reads them."""
+    _, float_model = load_float_model(paths, dataset, model_type)
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
+    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
+    return float_model, token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme, len(train)), feed)
+
+
 def activation_ranges_stage(
     dataset: str, model_type: str, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings, paths: ProjectPaths
 ) -> dict[str, Any]:
     """The percentile range of every activation on the scheme's set, shared by every bit width."""
-    _, float_model = load_float_model(paths, dataset, model_type)
-    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
-    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-    batches = token_batches(train, calibration.batch_size, scheme_rows(paths, dataset, model_type, scheme, len(train)), feed)
+    float_model, batches = calibration_batches(paths, dataset, model_type, scheme, calibration)
     started = time.perf_counter()
     ranges, documents = observe_activation_ranges(float_model, quantization.spec(OBSERVE_BIT_WIDTH), batches)
     seconds = time.perf_counter() - started

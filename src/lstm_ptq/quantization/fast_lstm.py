@@ -74,6 +74,22 @@ def _fake_quant(x: torch.Tensor, points: list[torch.Tensor], k: int) -> torch.Te
 
 
 @torch.jit.script
+def _gate_activations(acc: torch.Tensor, hidden: int) -> torch.Tensor:
+    """sigmoid(i, f, o) and tanh(g) of the gate pre-activations ``[B, 4H]``, each on its own contiguous
+    [B, H] tensor as in Brevitas' cell: a vectorised sigmoid or tanh may round differently in a strided
+    view or in a longer buffer's tail."""
+    return torch.cat(
+        [
+            torch.sigmoid(acc[:, :hidden].contiguous()),
+            torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous()),
+            torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous()),
+            torch.tanh(acc[:, 3 * hidden :].contiguous()),
+        ],
+        dim=1,
+    )
+
+
+@torch.jit.script
 def _steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor, points: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The recurrence of one LSTM layer as Brevitas' cell computes it; ``projected`` holds x_t W_ih for
     every step. ``points``: scale, min and max of the gate pre-activations (0), the gate activations (1),
@@ -87,18 +103,7 @@ def _steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor,
     cells = []
     for t in range(steps):
         acc = _fake_quant(projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias, points, 0)
-        # Each gate's activation on its own contiguous [B, H] tensor, as in Brevitas' cell: a vectorised
-        # sigmoid or tanh may round differently in a strided view or in a longer buffer's tail.
-        act = torch.cat(
-            [
-                torch.sigmoid(acc[:, :hidden].contiguous()),
-                torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous()),
-                torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous()),
-                torch.tanh(acc[:, 3 * hidden :].contiguous()),
-            ],
-            dim=1,
-        )
-        act = _fake_quant(act, points, 1)
+        act = _fake_quant(_gate_activations(acc, hidden), points, 1)
         i = act[:, :hidden]
         f = act[:, hidden : 2 * hidden]
         o = act[:, 2 * hidden : 3 * hidden]
@@ -229,8 +234,9 @@ def using_fast_lstm(model: nn.Module) -> Iterator[nn.Module]:
 # step its scaling module takes the 99.99th percentile of |a| over the step's [B, H] tensor and folds it
 # into a running mean (counter, buffer). Brevitas runs each of these calls through its proxy machinery,
 # 13 per step. Here the float recurrence runs once as plain tensors, keeping every observed tensor; the
-# per-step percentiles of each point are one batched kthvalue (an order statistic: the same element the
-# per-step call selects), and the running mean is Brevitas' own update, call by call, in Brevitas' order.
+# per-step percentiles of each point are one batched selection (_kth_smallest: a top-k for a high
+# percentile, kthvalue along rows otherwise; an order statistic, the same element the per-step call
+# selects), and the running mean is Brevitas' own update, call by call, in Brevitas' order.
 # tests/test_fast_lstm.py checks that the resulting ranges equal Brevitas' bit for bit.
 
 # The observed tensors of one step, in the order _observed_float_steps returns them, and the points
@@ -256,15 +262,7 @@ def _observed_float_steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias
     seen: list[list[torch.Tensor]] = [[], [], [], [], [], [], []]
     for t in range(steps):
         acc = projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias
-        act = torch.cat(
-            [
-                torch.sigmoid(acc[:, :hidden].contiguous()),
-                torch.sigmoid(acc[:, hidden : 2 * hidden].contiguous()),
-                torch.sigmoid(acc[:, 2 * hidden : 3 * hidden].contiguous()),
-                torch.tanh(acc[:, 3 * hidden :].contiguous()),
-            ],
-            dim=1,
-        )
+        act = _gate_activations(acc, hidden)
         forget_cell = act[:, hidden : 2 * hidden] * c
         input_cell = act[:, :hidden] * act[:, 3 * hidden :]
         c = forget_cell + input_cell
@@ -289,9 +287,7 @@ def _scaling(proxy: nn.Module) -> ParameterFromRuntimeStatsScaling:
 def _is_per_tensor_abs_percentile(scaling: ParameterFromRuntimeStatsScaling) -> bool:
     impl = scaling.stats.stats_impl
     return (
-        isinstance(impl, (AbsPercentile, _FastAbsPercentile))
-        and getattr(impl, "stats_reduce_dim", None) is None
-        and isinstance(scaling.stats_input_view_shape_impl, OverTensorView)
+        isinstance(impl, AbsPercentile) and getattr(impl, "stats_reduce_dim", None) is None and isinstance(scaling.stats_input_view_shape_impl, OverTensorView)
     )
 
 
@@ -404,7 +400,8 @@ def observing_lstm(model: nn.Module) -> Iterator[nn.Module]:
     every per-tensor percentile's selection for :class:`_FastAbsPercentile`, restored on exit (before
     calibration_mode's own exit turns the statistics into scales). A model the fast observer does not
     cover (:func:`fast_observable`), or Brevitas under TorchScript, is left as it is."""
-    if brevitas_config.JIT_ENABLED or not fast_observable(model.lstm):
+    observing = None if brevitas_config.JIT_ENABLED else _observing_or_none(model.lstm)
+    if observing is None:
         yield model  # Brevitas' own observers: TorchScript modules cannot be swapped, other layouts are not covered
         return
     original = model.lstm
@@ -413,7 +410,7 @@ def observing_lstm(model: nn.Module) -> Iterator[nn.Module]:
         if isinstance(scaling, ParameterFromRuntimeStatsScaling) and _is_per_tensor_abs_percentile(scaling):
             swapped.append((scaling.stats, scaling.stats.stats_impl))
             scaling.stats.stats_impl = _FastAbsPercentile(scaling.stats.stats_impl.q)
-    model.lstm = ObservingFastLSTM(original)
+    model.lstm = observing
     try:
         yield model
     finally:
@@ -426,8 +423,11 @@ def fast_observable(lstm: nn.Module) -> bool:
     """Whether :class:`ObservingFastLSTM` covers ``lstm``: unidirectional, batch-first, forward, non-CIFG
     layers whose input has its own quantizer (quantize_output_only), every cell point a per-tensor
     AbsPercentile observer. The project's models are; anything else keeps Brevitas' observers."""
+    return _observing_or_none(lstm) is not None
+
+
+def _observing_or_none(lstm: nn.Module) -> ObservingFastLSTM | None:
     try:
-        ObservingFastLSTM(lstm)
+        return ObservingFastLSTM(lstm)
     except ValueError:
-        return False
-    return True
+        return None

@@ -9,6 +9,7 @@ import torch
 from brevitas.graph.gpfq import GPFQ, gpfq_mode
 from brevitas.graph.gptq import gptq_mode
 from brevitas.graph.qronos import Qronos
+from brevitas.nn import QuantLinear
 from brevitas.quant_tensor import _unpack_quant_tensor
 from torch import nn
 
@@ -18,6 +19,41 @@ from .fast_lstm import using_fast_lstm
 
 if TYPE_CHECKING:
     from .modules import QuantModel
+
+
+class IncrementalGPFQ(GPFQ):
+    """Brevitas' GPFQ with the quantized history of its greedy path kept, not recomputed.
+
+    At step t GPFQ needs the quantized weights of the t columns it has already rewritten; Brevitas gets
+    them by quantizing the whole weight matrix again at every step (``with_quant_history`` turns its
+    per-column slicing off): 200 quantizations of the [V, 200] generative decoder per cell. Every weight
+    scale here is a frozen parameter (``quantize``: PARAMETER_FROM_STATS), so quantization is element-wise,
+    and GPFQ writes each column once, at its own step. Each column is therefore quantized once, by
+    Brevitas' own sliced ``quant_weight``, the step after it was written, into a history buffer; a step
+    reads its first t columns as a contiguous copy, the tensor Brevitas' indexing makes, bit for bit.
+    The last step checks the buffer against one full quantization and raises if a column differs (a
+    scale that is not frozen would). docs/quantization.md, "GPFQ's quantized history".
+    """
+
+    def get_quant_weights(self, i: int, i1: int, permutation_list: list[torch.Tensor], with_quant_history: bool = False) -> torch.Tensor:
+        if not with_quant_history or not isinstance(self.layer, QuantLinear) or self.layer.weight_quant.is_groupwise:
+            return super().get_quant_weights(i, i1, permutation_list, with_quant_history)
+        steps = i1 + i
+        order = permutation_list[0]
+        if getattr(self, "_history", None) is None:
+            self._history = self.layer.weight.new_empty((1, self.layer.weight.shape[0], len(order)))
+            self._filled = 0
+        while self._filled < steps:  # the columns written at the steps before this one, quantized once each
+            self._history[:, :, self._filled] = super().get_quant_weights(self._filled, 0, permutation_list)  # [1, OC]
+            self._filled += 1
+        if steps == len(order) - 1:
+            self._check_history(order)
+        return self._history[:, :, :steps].contiguous()
+
+    def _check_history(self, order: torch.Tensor) -> None:
+        full = _unpack_quant_tensor(self.layer.quant_weight(quant_input=self.quant_metadata)).unsqueeze(0)
+        if not torch.equal(self._history[:, :, : self._filled], full[:, :, order[: self._filled]]):
+            raise RuntimeError(f"{self.name}: GPFQ's quantized history differs from a full quantization of the weight (is its scale frozen?)")
 
 
 def _run_gpfq_family(driver: nn.Module, batches: list[Batch], mode: Callable[..., Any]) -> int:
@@ -32,7 +68,7 @@ def _run_gpfq_family(driver: nn.Module, batches: list[Batch], mode: Callable[...
 
 FINAL_LAYER_ALGORITHMS: dict[str, Callable[..., Any] | None] = {
     "none": None,
-    "gpfq": lambda m: gpfq_mode(m, use_quant_activations=True, act_order=False, algorithm_impl=GPFQ),
+    "gpfq": lambda m: gpfq_mode(m, use_quant_activations=True, act_order=False, algorithm_impl=IncrementalGPFQ),
     "qronos": lambda m: gpfq_mode(m, use_quant_activations=True, act_order=False, algorithm_impl=Qronos),
     "gptq": lambda m: gptq_mode(m, use_quant_activations=True, act_order=False),
 }
