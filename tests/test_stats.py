@@ -93,6 +93,31 @@ def test_ks_rejects_a_bad_max_samples():
         ks_two_sample([1.0, 2.0], [1.0, 3.0], max_samples=0, seed=SEED)
 
 
+@pytest.mark.parametrize(
+    "sizes, ties",
+    [
+        ((50, 50), False),
+        ((37, 91), False),
+        ((37, 91), True),
+        ((10_000, 9_999), False),
+        ((10_000, 10_000), True),
+        ((10_001, 300), False),
+        ((20_000, 20_000), False),
+    ],
+)
+def test_ks_statistic_is_ks_2samps_statistic_bit_for_bit(sizes, ties):
+    """The bootstrap's statistic without the p-value: equal to scipy's, where scipy rounds D (exact
+    regime, up to 10,000 values per sample) and where it does not (asymptotic), ties included."""
+    rng = np.random.default_rng(sum(sizes))
+    for shift in (0.0, 0.05, 0.3, 2.0):
+        a, b = rng.normal(0.0, 1.0, sizes[0]), rng.normal(shift, 1.3, sizes[1])
+        if ties:
+            a, b = np.round(a, 1), np.round(b, 1)
+        ours, theirs = S.ks_statistic(a, b), float(stats.ks_2samp(a, b).statistic)
+        assert ours == theirs, (sizes, ties, shift, ours, theirs)
+        assert S.ks_statistic(b, a) == float(stats.ks_2samp(b, a).statistic)
+
+
 def test_kde_of_two_points_is_their_gaussian_mixture_with_scotts_bandwidth():
     x, density = kde_curve([0.0, 1.0], 101, max_samples=None, seed=SEED)
     # Scott's factor n^(-1/5), times the sample standard deviation sqrt(1/2).
