@@ -14,11 +14,10 @@ whether they equal the committed ``models/activation_ranges`` file.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
+from bench_cells import SpeedTable, cell_benchmark_args
 
 from lstm_ptq.artifacts import load_arrays
 from lstm_ptq.paths import ProjectPaths
@@ -40,22 +39,15 @@ def timed_calibration(float_model: torch.nn.Module, spec: object, batches: list,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=".", help="project root whose pipeline has run up to calibration_sets")
-    parser.add_argument("--cells", nargs="*", help="dataset:model_type:scheme (default: the grid's, class_conditional)")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    root = Path(args.root)
+    args = cell_benchmark_args(
+        __doc__, "project root whose pipeline has run up to calibration_sets", "dataset:model_type:scheme (default: the grid's, class_conditional)"
+    )
+    root = args.root
     params = load_params(root / "params.yaml")
     quantization, calibration, grid = QuantizationSettings.from_params(params), CalibrationSettings.from_params(params), GridSettings.from_params(params)
     cells = args.cells or [f"{d}:{m}:class_conditional" for d in grid.datasets for m in grid.model_types]
     paths = ProjectPaths(root)
-    print(f"{torch.get_num_threads()} threads; fastest of {args.repeats}")
-    print(f"{'cell':<48}{'documents':>10}{'Brevitas':>10}{'fast':>8}{'speed-up':>10}  identical  equal to committed file")
-    totals = [0.0, 0.0]
+    table = SpeedTable(48, "Brevitas", "fast")
     for cell in cells:
         dataset, model_type, scheme = cell.split(":")
         float_model, batches = calibration_batches(paths, dataset, model_type, scheme, calibration)
@@ -69,10 +61,8 @@ def main() -> None:
         if committed_file.is_file():
             arrays = load_arrays(committed_file)
             committed = str(arrays.keys() == fast.keys() and all(torch.equal(torch.as_tensor(arrays[k]).reshape(fast[k].shape), fast[k]) for k in fast))
-        totals[0] += reference_s
-        totals[1] += fast_s
-        print(f"{cell:<48}{documents:>10}{reference_s:>9.2f}s{fast_s:>7.2f}s{reference_s / fast_s:>9.1f}x  {identical!s:<9}  {committed}")
-    print(f"{'all':<58}{totals[0]:>9.2f}s{totals[1]:>7.2f}s{totals[0] / totals[1]:>9.1f}x")
+        table.row(cell, documents, reference_s, fast_s, identical, committed)
+    table.total()
 
 
 if __name__ == "__main__":
