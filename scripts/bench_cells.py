@@ -26,7 +26,7 @@ class SpeedTable:
     are identical and whether ours equal the committed file ("-" when the pipeline has not run); then the total."""
 
     def __init__(self, cell_width: int, reference: str, ours: str) -> None:
-        self.cell_width, self.ours = cell_width, ours
+        self.cell_width = cell_width
         self.totals = [0.0, 0.0]
         print(f"{'cell':<{cell_width}}{'documents':>10}{reference:>10}{ours:>8}{'speed-up':>10}  identical  equal to committed file")
 
