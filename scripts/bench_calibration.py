@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 import torch
-from bench_cells import SpeedTable, cell_benchmark_args
+from bench_cells import SpeedTable, cell_benchmark_args, cell_fields
 
 from lstm_ptq.artifacts import load_arrays
 from lstm_ptq.paths import ProjectPaths
@@ -48,8 +48,8 @@ def main() -> None:
     cells = args.cells or [f"{d}:{m}:class_conditional" for d in grid.datasets for m in grid.model_types]
     paths = ProjectPaths(root)
     table = SpeedTable(48, "Brevitas", "fast")
-    for cell in cells:
-        dataset, model_type, scheme = cell.split(":")
+    addresses = [cell_fields(cell, ("dataset", "model_type", "scheme")) for cell in cells]  # every entry checked first
+    for cell, (dataset, model_type, scheme) in zip(cells, addresses, strict=True):
         float_model, batches = calibration_batches(paths, dataset, model_type, scheme, calibration)
         documents = sum(len(batch[0]) for batch in batches)
         spec = quantization.spec(OBSERVE_BIT_WIDTH)

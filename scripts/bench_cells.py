@@ -21,6 +21,21 @@ def cell_benchmark_args(description: str, root_help: str, cells_help: str) -> ar
     return args
 
 
+def cell_fields(cell: str, names: tuple[str, ...]) -> list[str]:
+    """The ``:``-separated fields of one ``--cells`` entry, or exit with what was expected (a bit width
+    field must be an integer)."""
+    fields = cell.split(":")
+    if len(fields) != len(names) or not all(fields):
+        raise SystemExit(f"--cells {cell!r}: expected {':'.join(names)}, e.g. {':'.join(EXAMPLE[name] for name in names)}")
+    for name, text in zip(names, fields, strict=True):
+        if name == "bit_width" and not text.isdigit():
+            raise SystemExit(f"--cells {cell!r}: the bit width {text!r} is not an integer")
+    return fields
+
+
+EXAMPLE = {"dataset": "ag_news", "model_type": "generative", "bit_width": "4", "scheme": "class_conditional"}
+
+
 class SpeedTable:
     """The benchmarks' table: per cell, the reference's and our wall time, the speed-up, whether the results
     are identical and whether ours equal the committed file ("-" when the pipeline has not run); then the total."""

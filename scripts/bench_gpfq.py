@@ -16,21 +16,15 @@ equal the committed ``models/calibrated`` checkpoint's.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-from bench_cells import SpeedTable, cell_benchmark_args
+from bench_cells import SpeedTable, cell_benchmark_args, cell_fields
 from brevitas.graph.gpfq import GPFQ, gpfq_mode
 from brevitas.quant_tensor import _unpack_quant_tensor
 
-from lstm_ptq.datasets import dataset_spec
-from lstm_ptq.models import load_float_model
 from lstm_ptq.paths import ProjectPaths
-from lstm_ptq.pipeline.ptq import decoder_feed, load_activation_ranges, refine_cell, scheme_rows
-from lstm_ptq.preprocess import load_split
-from lstm_ptq.quantization import load_quantized, set_activation_ranges
+from lstm_ptq.pipeline.ptq import CalibrateCell, calibrate_cell, refine_cell
+from lstm_ptq.quantization import load_quantized
 from lstm_ptq.quantization.refine import FINAL_LAYER_ALGORITHMS
 from lstm_ptq.settings import CalibrationSettings, FinalLayerSettings, GridSettings, QuantizationSettings, load_params
 
@@ -46,29 +40,11 @@ def brevitas_gpfq():
         FINAL_LAYER_ALGORITHMS["gpfq"] = ours
 
 
-class CellSetup(NamedTuple):
-    """A calibrate cell up to GPFQ, as the calibrate stage sets it up."""
-
-    paths: ProjectPaths
-    dataset: str
-    model_type: str
-    bit_width: int
-    config: Any
-    spec: Any
-    float_model: torch.nn.Module
-    train: Any
-    rows: np.ndarray
-    ranges: dict[str, torch.Tensor]
-    ranges_file: Path
-    feed: np.ndarray | None
-
-
-def timed_refinement(cell: CellSetup, calibration: CalibrationSettings, final_layer: FinalLayerSettings, repeats: int) -> tuple[torch.Tensor, float, int]:
+def timed_refinement(cell: CalibrateCell, calibration: CalibrationSettings, final_layer: FinalLayerSettings, repeats: int) -> tuple[torch.Tensor, float, int]:
     """The refined final layer's quantized weight, GPFQ's fastest wall time of ``repeats`` (a fresh model each) and its documents."""
     best, weight, documents = float("inf"), torch.empty(0), 0
     for _ in range(repeats):
-        qmodel = load_quantized(cell.paths.quantized(cell.dataset, cell.model_type, cell.bit_width), cell.config, cell.spec, calibrated=False)
-        set_activation_ranges(qmodel, cell.ranges, str(cell.ranges_file))
+        qmodel = cell.quantized_model()
         refinement = refine_cell(qmodel, cell.float_model, cell.train, cell.rows, calibration, final_layer, cell.feed)
         best, documents = min(best, refinement.seconds), refinement.documents
         with torch.no_grad():
@@ -91,17 +67,10 @@ def main() -> None:
     cells = args.cells or [f"{d}:{m}:4:class_conditional" for d in grid.datasets for m in grid.model_types]
     paths = ProjectPaths(root)
     table = SpeedTable(46, "Brevitas", "ours")
-    for cell in cells:
-        dataset, model_type, bits, scheme = cell.split(":")
+    addresses = [cell_fields(cell, ("dataset", "model_type", "bit_width", "scheme")) for cell in cells]  # every entry checked first
+    for cell, (dataset, model_type, bits, scheme) in zip(cells, addresses, strict=True):
         bit_width = int(bits)
-        config, float_model = load_float_model(paths, dataset, model_type)
-        spec = quantization.spec(bit_width)
-        train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
-        rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
-        ranges, _, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
-        feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-
-        cell_setup = CellSetup(paths, dataset, model_type, bit_width, config, spec, float_model, train, rows, ranges, ranges_file, feed)
+        cell_setup = calibrate_cell(paths, dataset, model_type, bit_width, scheme, quantization, calibration)
         with brevitas_gpfq():
             reference, reference_s, documents = timed_refinement(cell_setup, calibration, final_layer, args.repeats)
         ours, ours_s, _ = timed_refinement(cell_setup, calibration, final_layer, args.repeats)
@@ -109,7 +78,7 @@ def main() -> None:
         committed = "-"
         if committed_file.is_file():
             with torch.no_grad():
-                stored = load_quantized(committed_file, config, spec).final_layer.quant_weight()
+                stored = load_quantized(committed_file, cell_setup.config, cell_setup.spec).final_layer.quant_weight()
             committed = str(torch.equal(_unpack_quant_tensor(stored), ours))
         table.row(cell, documents, reference_s, ours_s, torch.equal(reference, ours), committed)
     table.total()

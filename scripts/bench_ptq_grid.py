@@ -23,14 +23,14 @@ from lstm_ptq.models import load_float_model
 from lstm_ptq.paths import ProjectPaths
 from lstm_ptq.pipeline.ptq import (
     OBSERVE_BIT_WIDTH,
+    calibrate_cell,
     evaluate_cell,
-    load_activation_ranges,
     observe_activation_ranges,
     refine_cell,
     scheme_rows,
 )
 from lstm_ptq.preprocess import load_split
-from lstm_ptq.quantization import load_quantized, set_activation_ranges, token_batches
+from lstm_ptq.quantization import token_batches
 from lstm_ptq.settings import CalibrationSettings, EvaluateSettings, FinalLayerSettings, GridSettings, QuantizationSettings, load_params
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     for dataset in datasets:
         train, test = load_split(paths.tokenized(dataset), "train"), load_split(paths.tokenized(dataset), "test")
         for model_type in model_types:
-            config, float_model = load_float_model(paths, dataset, model_type)
+            _, float_model = load_float_model(paths, dataset, model_type)
             t = totals[(dataset, model_type)]
             print(f"{'activation ranges (calibration)':58s} {'seconds':>9s} {'documents':>9s}")
             for scheme in schemes:
@@ -74,10 +74,9 @@ def main() -> None:
             print(f"\n{'cell':58s} {'gpfq':>7s} {'evaluate':>8s} {'accuracy':>8s}")
             for bit_width in bit_widths:
                 for scheme in schemes:
-                    qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, quantization.spec(bit_width), calibrated=False)
-                    ranges, _, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
-                    set_activation_ranges(qmodel, ranges, str(ranges_file))
-                    refinement = refine_cell(qmodel, float_model, train, scheme_rows(paths, dataset, model_type, scheme, len(train)), calibration, final_layer)
+                    cell = calibrate_cell(paths, dataset, model_type, bit_width, scheme, quantization, calibration)
+                    qmodel = cell.quantized_model()
+                    refinement = refine_cell(qmodel, cell.float_model, cell.train, cell.rows, calibration, final_layer, cell.feed)
                     result, _, evaluate_seconds = evaluate_cell(qmodel, test, batch_size)
                     name = f"{dataset}-{model_type}-w{bit_width}-{scheme}"
                     print(f"{name:58s} {refinement.seconds:7.1f} {evaluate_seconds:8.1f} {result.accuracy:8.4f}")

@@ -34,6 +34,13 @@ if sys.argv[1] == "sleep":
     import time
 
     time.sleep(120)
+if sys.argv[1] == "masks":  # for each thread but the main one: are SIGINT, SIGTERM and SIGHUP all blocked?
+    for task in sorted(os.listdir("/proc/self/task"), key=int):
+        if int(task) != os.getpid():
+            status = open(f"/proc/self/task/{task}/status").read().splitlines()
+            blocked = int(next(line.split()[1] for line in status if line.startswith("SigBlk:")), 16)
+            print("thread", task, all(blocked >> (signum - 1) & 1 for signum in (2, 15, 1)), flush=True)
+    raise SystemExit(0)
 raise SystemExit(int(sys.argv[1]))
 """
 
@@ -173,6 +180,18 @@ def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(probe: Path, ru
         endings[name] = (client.returncode, "KeyboardInterrupt" in stderr)
     assert [entry["argv"][1] for entry in served(runner_env)] == ["sleep"]  # the first probe ran in the runner
     assert endings["served"] == endings["fresh"] == (-signum, signum == signal.SIGINT)
+
+
+def test_a_served_stage_takes_its_signals_in_its_main_thread(probe: Path, runner_env: dict[str, str], tmp_path: Path) -> None:
+    """Python runs signal handlers in the main thread only, and a signal the kernel hands to another thread
+    does not wake the main thread from a sleep or a read: the runner child's watcher thread blocks the
+    signals a stage process forwards (a served stage once slept through a forwarded SIGINT)."""
+    start_runner(probe, runner_env, tmp_path)
+    result = subprocess.run([sys.executable, str(probe), "masks"], cwd=tmp_path, env=runner_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("warm "), result.stdout + result.stderr
+    threads = [line.split() for line in result.stdout.splitlines() if line.startswith("thread ")]
+    assert threads, "the served stage has no thread besides its main one (the client watcher is missing)"
+    assert [blocked for _, _, blocked in threads] == ["True"] * len(threads), threads
 
 
 def test_the_runner_key_follows_the_environment_and_the_code(monkeypatch: pytest.MonkeyPatch) -> None:

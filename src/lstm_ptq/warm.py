@@ -68,6 +68,7 @@ PRELOAD = (
     "pandas",
 )
 _HEADER = struct.Struct("!I")
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a stage process passes on to its runner child
 _in_runner = False  # True in a runner's child, which runs the stage script itself
 # The imports made in the runner and in a served stage, each attributed to the module whose top-level code
 # was running (importer -> imported), even when the imported module was loaded already: a served stage asks
@@ -246,7 +247,7 @@ def delegate(script: str) -> None:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in _FORWARDED:
         signal.signal(signum, forward)
     try:
         (status,) = struct.unpack("!i", _recv_exact(conn, 4))
@@ -324,7 +325,15 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         sys.argv = list(request["argv"])
         sys.path[0] = str(Path(request["script"]).parent)  # as `python <script>` sets it
         conn.sendall(struct.pack("!i", os.getpid()))  # the stage process forwards its signals here
-        threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
+        # The watcher thread starts with the forwarded signals blocked, so that the kernel delivers them to
+        # the main thread, as in a fresh `python <script>`: Python runs its handlers (SIGINT's
+        # KeyboardInterrupt) only in the main thread, and a signal taken by another thread does not wake
+        # the main thread from a blocking call (a sleep, a read) until that call returns by itself.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
         _imports.pop("__main__", None)  # the runner's own __main__ (the -m launcher) is not the stage
         try:
             runpy.run_path(request["script"], run_name="__main__")

@@ -21,7 +21,7 @@ from ..calibration import check_scheme
 from ..datasets import dataset_spec
 from ..errors import DataError
 from ..evaluation import Evaluation, evaluate, save_test_scores, score_split
-from ..models import check_vocabulary_fits, load_float_model
+from ..models import ModelConfig, check_vocabulary_fits, load_float_model
 from ..paths import ProjectPaths
 from ..preprocess import EncodedSplit, evenly_spaced, load_split
 from ..quantization import (
@@ -136,6 +136,46 @@ def load_activation_ranges(paths: ProjectPaths, dataset: str, model_type: str, s
 
 
 @dataclass(frozen=True)
+class CalibrateCell:
+    """A calibrate cell as :func:`calibrate_stage` sets it up before GPFQ (also the benchmarks' cell)."""
+
+    paths: ProjectPaths
+    dataset: str
+    model_type: str
+    bit_width: int
+    config: ModelConfig
+    spec: QuantSpec
+    float_model: torch.nn.Module
+    train: EncodedSplit
+    rows: np.ndarray  # the scheme's calibration rows of ``train``
+    ranges: dict[str, torch.Tensor]
+    ranges_summary: dict[str, Any]
+    ranges_file: Path
+    feed: np.ndarray | None  # decoder_feed's labels
+
+    def quantized_model(self) -> torch.nn.Module:
+        """A fresh copy of the bit width's quantized model with the scheme's activation ranges set."""
+        qmodel = load_quantized(self.paths.quantized(self.dataset, self.model_type, self.bit_width), self.config, self.spec, calibrated=False)
+        set_activation_ranges(qmodel, self.ranges, str(self.ranges_file))
+        return qmodel
+
+
+def calibrate_cell(
+    paths: ProjectPaths, dataset: str, model_type: str, bit_width: int, scheme: str, quantization: QuantizationSettings, calibration: CalibrationSettings
+) -> CalibrateCell:
+    """Everything a calibrate cell reads before GPFQ: the float model, the spec, the training split, the
+    scheme's rows and activation ranges (calibration itself ran once per scheme), the decoder feeding."""
+    config, float_model = load_float_model(paths, dataset, model_type)
+    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
+    rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
+    ranges, summary, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
+    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
+    return CalibrateCell(
+        paths, dataset, model_type, bit_width, config, quantization.spec(bit_width), float_model, train, rows, ranges, summary, ranges_file, feed
+    )
+
+
+@dataclass(frozen=True)
 class Refinement:
     """What GPFQ (section 4.2.3) did to one cell's final layer."""
 
@@ -196,21 +236,13 @@ def calibrate_stage(
     paths: ProjectPaths,
 ) -> dict[str, Any]:
     """The scheme's activation ranges at this bit width (4.2.2), GPFQ (4.2.3), then the test evaluation."""
-    config, float_model = load_float_model(paths, dataset, model_type)
-    spec = quantization.spec(bit_width)
-    qmodel = load_quantized(paths.quantized(dataset, model_type, bit_width), config, spec, calibrated=False)
-    train = load_split(paths.tokenized(dataset), "train", dataset_spec(dataset).num_classes)
-    rows = scheme_rows(paths, dataset, model_type, scheme, len(train))
-    ranges, observed, ranges_file = load_activation_ranges(paths, dataset, model_type, scheme)
-    set_activation_ranges(qmodel, ranges, str(ranges_file))
-
-    # calibration itself ran once per scheme: activation_ranges/summary.json
-    feed = decoder_feed(paths, dataset, model_type, train, calibration.decoder_feeding)
-    refinement = refine_cell(qmodel, float_model, train, rows, calibration, final_layer, feed)
+    cell = calibrate_cell(paths, dataset, model_type, bit_width, scheme, quantization, calibration)
+    qmodel = cell.quantized_model()
+    refinement = refine_cell(qmodel, cell.float_model, cell.train, cell.rows, calibration, final_layer, cell.feed)
     save_quantized(qmodel, paths.calibrated(dataset, model_type, bit_width, scheme))
 
     test = load_split(paths.tokenized(dataset), "test", dataset_spec(dataset).num_classes)
-    check_vocabulary_fits(config, test, str(paths.tokenized(dataset) / "test.npz"))
+    check_vocabulary_fits(cell.config, test, str(paths.tokenized(dataset) / "test.npz"))
     classes = read_json(paths.tokenized(dataset) / "classes.json")
     result, hidden, evaluate_seconds = evaluate_cell(qmodel, test, evaluate_settings.batch_size)
     float_accuracy = read_json(paths.evaluate_metrics(dataset, model_type))["accuracy"]
@@ -222,10 +254,10 @@ def calibrate_stage(
             "model_type": model_type,
             "bit_width": bit_width,
             "calibration_scheme": scheme,
-            "cell_state_bit_width": spec.cell_state_bits,
-            "gate_bit_width": spec.gate_bits,
+            "cell_state_bit_width": cell.spec.cell_state_bits,
+            "gate_bit_width": cell.spec.gate_bits,
             "decoder_feeding": calibration.decoder_feeding if model_type == "generative" else None,
-            "calibration_documents": observed["calibration_documents"],
+            "calibration_documents": cell.ranges_summary["calibration_documents"],
             "float_accuracy": float_accuracy,
             "accuracy_drop": round(float_accuracy - metrics["accuracy"], 6),
             "final_layer_algorithm": refinement.gpfq["algorithm"],

@@ -64,13 +64,17 @@ def _stacked(points: list[_Point], width: int) -> _Point:
 
 
 @torch.jit.script
-def _fake_quant(x: torch.Tensor, points: list[torch.Tensor], k: int) -> torch.Tensor:
-    """Brevitas' IntQuant with a zero zero-point, ``clamp(round(x / scale)) * scale``, at point ``k``
-    (scale, min, max = ``points[3k : 3k + 3]``); ``x`` itself when ``points`` is empty (quantizers off)."""
-    if len(points) == 0:
-        return x
-    scale = points[3 * k]
-    return torch.clamp(torch.round(x / scale), points[3 * k + 1], points[3 * k + 2]) * scale
+def _fake_quant_(x: torch.Tensor, scale: torch.Tensor, min_int: torch.Tensor, max_int: torch.Tensor) -> torch.Tensor:
+    """Brevitas' IntQuant with a zero zero-point, ``clamp(round(x / scale)) * scale``, in place on ``x`` (a
+    tensor of this step's own): the same element-wise operations, without a new tensor per operation."""
+    return x.div_(scale).round_().clamp_(min_int, max_int).mul_(scale)
+
+
+@torch.jit.script
+def _fake_quant_scalar_(x: torch.Tensor, scale: torch.Tensor, min_int: float, max_int: float) -> torch.Tensor:
+    """:func:`_fake_quant_` at a per-tensor point whose integer bounds are Python numbers: the clamp takes
+    its scalar kernel, much cheaper on a [B, H] tensor than bounds broadcast from 0-d tensors."""
+    return x.div_(scale).round_().clamp_(min_int, max_int).mul_(scale)
 
 
 @torch.jit.script
@@ -90,26 +94,46 @@ def _gate_activations(acc: torch.Tensor, hidden: int) -> torch.Tensor:
 
 
 @torch.jit.script
-def _steps(projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor, points: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _steps(
+    projected: torch.Tensor, weight_hh: torch.Tensor, bias: torch.Tensor, gates: list[torch.Tensor], scales: list[torch.Tensor], bounds: list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The recurrence of one LSTM layer as Brevitas' cell computes it; ``projected`` holds x_t W_ih for
-    every step. ``points``: scale, min and max of the gate pre-activations (0), the gate activations (1),
-    the cell state (2), tanh(c_t) (3) and h_t (4); empty for the float recurrence with every quantizer
-    off (:class:`FlagAwareQuantLSTM`). Returns h_t and c_t of every step, ``[B, T, H]`` each."""
-    batch, steps, gates = projected.shape
-    hidden = gates // 4
+    every step. ``gates``: per-column scale, min and max of the gate pre-activations, then of the gate
+    activations; ``scales`` and ``bounds``: scale, and min and max, of the cell state, tanh(c_t) and h_t.
+    All three empty: the float recurrence with every quantizer off (:class:`FlagAwareQuantLSTM`).
+    Returns h_t and c_t of every step, ``[B, T, H]`` each."""
+    batch, steps, width = projected.shape
+    hidden = width // 4
+    quantized = len(scales) > 0
     h = projected.new_zeros(batch, hidden)
     c = projected.new_zeros(batch, hidden)
     outputs = []
     cells = []
     for t in range(steps):
-        acc = _fake_quant(projected[:, t] + torch.nn.functional.linear(h, weight_hh) + bias, points, 0)
-        act = _fake_quant(_gate_activations(acc, hidden), points, 1)
+        acc = (projected[:, t] + torch.nn.functional.linear(h, weight_hh)).add_(bias)
+        if quantized:
+            _fake_quant_(acc, gates[0], gates[1], gates[2])
+        act = _gate_activations(acc, hidden)
+        if quantized:
+            _fake_quant_(act, gates[3], gates[4], gates[5])
         i = act[:, :hidden]
         f = act[:, hidden : 2 * hidden]
         o = act[:, 2 * hidden : 3 * hidden]
         g = act[:, 3 * hidden :]
-        c = _fake_quant(_fake_quant(f * c, points, 2) + _fake_quant(i * g, points, 2), points, 2)
-        h = _fake_quant(o * _fake_quant(torch.tanh(c), points, 3), points, 4)
+        forget = f * c
+        update = i * g
+        if quantized:
+            _fake_quant_scalar_(forget, scales[0], bounds[0], bounds[1])
+            _fake_quant_scalar_(update, scales[0], bounds[0], bounds[1])
+        c = forget.add_(update)
+        if quantized:
+            _fake_quant_scalar_(c, scales[0], bounds[0], bounds[1])
+        tanh_c = torch.tanh(c)
+        if quantized:
+            _fake_quant_scalar_(tanh_c, scales[1], bounds[2], bounds[3])
+        h = o * tanh_c
+        if quantized:
+            _fake_quant_scalar_(h, scales[2], bounds[4], bounds[5])
         outputs.append(h)
         cells.append(c)
     return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
@@ -136,21 +160,18 @@ class FastQuantLSTMLayer(nn.Module):
             self.bias = torch.cat([_bias(q[2], hidden) for q in quant]).detach()
             self.float_weight_ih = torch.cat([p.input_weight.weight for p in params]).detach()
             self.float_weight_hh = torch.cat([p.hidden_weight.weight for p in params]).detach()
-            points = [
-                _stacked([_point(getattr(cell, _ACC_POINTS[g])) for g in _GATES], hidden),
-                _stacked([_point(getattr(cell, _ACT_POINTS[g])) for g in _GATES], hidden),
-                _point(cell.cell_state_quant),
-                _point(cell.hidden_state_tanh_quant),
-                _point(cell.output_quant),
-            ]
-        self._points = [t for p in points for t in (p.scale, p.min_int, p.max_int)]
+            gates = [_stacked([_point(getattr(cell, names[g])) for g in _GATES], hidden) for names in (_ACC_POINTS, _ACT_POINTS)]
+            states = [_point(getattr(cell, name)) for name in ("cell_state_quant", "hidden_state_tanh_quant", "output_quant")]
+        self._gates = [t for p in gates for t in (p.scale, p.min_int, p.max_int)]
+        self._scales = [p.scale for p in states]
+        self._bounds = [float(bound) for p in states for bound in (p.min_int, p.max_int)]
 
     def forward(self, x: torch.Tensor, quantized: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """h_t and c_t of every step, ``[B, T, H]`` each, from the layer's input ``[B, T, I]``."""
         # One product for all steps: column block g of x W_ih^T is F.linear(x_t, W_g) of Brevitas' cell.
         if not quantized:
-            return _steps(torch.nn.functional.linear(x, self.float_weight_ih), self.float_weight_hh, self.bias, [])
-        return _steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias, self._points)
+            return _steps(torch.nn.functional.linear(x, self.float_weight_ih), self.float_weight_hh, self.bias, [], [], [])
+        return _steps(torch.nn.functional.linear(x, self.weight_ih), self.weight_hh, self.bias, self._gates, self._scales, self._bounds)
 
 
 def _bias(bias: object, hidden: int) -> torch.Tensor:
