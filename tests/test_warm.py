@@ -185,7 +185,7 @@ def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(probe: Path, ru
 def test_a_served_stage_takes_its_signals_in_its_main_thread(probe: Path, runner_env: dict[str, str], tmp_path: Path) -> None:
     """Python runs signal handlers in the main thread only, and a signal the kernel hands to another thread
     does not wake the main thread from a sleep or a read: the runner child's watcher thread blocks the
-    signals a stage process forwards (a served stage once slept through a forwarded SIGINT)."""
+    signals a stage process forwards, so that a forwarded SIGINT interrupts the stage where it waits."""
     start_runner(probe, runner_env, tmp_path)
     result = subprocess.run([sys.executable, str(probe), "masks"], cwd=tmp_path, env=runner_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("warm "), result.stdout + result.stderr
