@@ -156,6 +156,23 @@ def test_killing_the_stage_process_ends_its_child_in_the_runner(probe: Path, run
         time.sleep(0.1)
 
 
+def ended(client: subprocess.Popen[str], pid_file: Path) -> str:
+    """The stderr of ``client`` once it has ended; if it is still running after 30 s, fail with what the
+    kernel says of it and of the process that sleeps for it (threads, wait channel, signal masks), then kill it."""
+    try:
+        return client.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        state = {}
+        for pid in {client.pid, int(pid_file.read_text())}:
+            proc = Path(f"/proc/{pid}")
+            if proc.is_dir():
+                status = [line for line in (proc / "status").read_text().splitlines() if line.startswith(("State", "Sig", "Shd", "Threads"))]
+                state[pid] = {"wchan": (proc / "wchan").read_text(), "threads": sorted(os.listdir(proc / "task")), "status": status}
+        client.kill()
+        client.communicate()
+        raise AssertionError(f"the stage process {client.pid} did not end within 30 s of the signal: {state}") from None
+
+
 def sleeping_stage(probe: Path, env: dict[str, str], cwd: Path, pid_file: Path) -> subprocess.Popen[str]:
     """The probe started as dvc.yaml starts a stage, once it sleeps (its pid, or its runner child's, written)."""
     pid_file.unlink(missing_ok=True)
@@ -176,7 +193,7 @@ def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(probe: Path, ru
     for name, env in (("served", runner_env), ("fresh", {**runner_env, warm.ENV: "0"})):
         client = sleeping_stage(probe, env, tmp_path, tmp_path / f"{name}.pid")
         client.send_signal(signum)
-        _, stderr = client.communicate(timeout=30)
+        stderr = ended(client, tmp_path / f"{name}.pid")
         endings[name] = (client.returncode, "KeyboardInterrupt" in stderr)
     assert [entry["argv"][1] for entry in served(runner_env)] == ["sleep"]  # the first probe ran in the runner
     assert endings["served"] == endings["fresh"] == (-signum, signum == signal.SIGINT)
