@@ -64,9 +64,17 @@ def served(env: dict[str, str]) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
-def start_runner(probe: Path, env: dict[str, str], cwd: Path) -> None:
-    """Run the probe once (it starts a runner and runs cold), then wait until the runner answers."""
-    first = subprocess.run([sys.executable, str(probe), "0"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+def ignore_forwarded_signals() -> None:
+    """(preexec_fn) SIGINT, SIGTERM and SIGHUP ignored, as in a shell's background job under nohup."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def start_runner(probe: Path, env: dict[str, str], cwd: Path, ignoring_signals: bool = False) -> None:
+    """Run the probe once (it starts a runner and runs cold), then wait until the runner answers;
+    ``ignoring_signals``: the probe, hence the runner it starts, ignores SIGINT, SIGTERM and SIGHUP."""
+    preexec = ignore_forwarded_signals if ignoring_signals else None
+    first = subprocess.run([sys.executable, str(probe), "0"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, preexec_fn=preexec)
     assert first.returncode == 0 and first.stdout.startswith("cold "), first.stdout + first.stderr
     assert warm.wait_until_serving(env, timeout=180), "the warm runner did not start within 180 s"
 
@@ -184,11 +192,15 @@ def sleeping_stage(probe: Path, env: dict[str, str], cwd: Path, pid_file: Path) 
     return client
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(probe: Path, runner_env: dict[str, str], tmp_path: Path, signum: int) -> None:
-    """DVC sees what it would see from ``python <script>``: death by SIGTERM, or by SIGINT after the
-    KeyboardInterrupt traceback, not an exit status of 1."""
-    start_runner(probe, runner_env, tmp_path)
+@pytest.mark.parametrize(("signum", "runner_ignoring"), [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGHUP, True)])
+def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(
+    probe: Path, runner_env: dict[str, str], tmp_path: Path, signum: int, runner_ignoring: bool
+) -> None:
+    """DVC sees what it would see from ``python <script>``: death by SIGTERM or SIGHUP, or by SIGINT after
+    the KeyboardInterrupt traceback, not an exit status of 1; also when the runner was started by a
+    process that ignored these signals (a background job under nohup), whose dispositions the served
+    stage must not inherit (CI once saw a served stage sleep through a forwarded SIGINT that way)."""
+    start_runner(probe, runner_env, tmp_path, ignoring_signals=runner_ignoring)
     endings = {}
     for name, env in (("served", runner_env), ("fresh", {**runner_env, warm.ENV: "0"})):
         client = sleeping_stage(probe, env, tmp_path, tmp_path / f"{name}.pid")

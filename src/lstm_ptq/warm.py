@@ -229,7 +229,15 @@ def delegate(script: str) -> None:
             path.unlink(missing_ok=True)  # the name of a runner that was killed: nobody listens there
         _spawn_runner(path)
         return
-    request = {"script": str(Path(script).resolve()), "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+    request = {
+        "script": str(Path(script).resolve()),
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        # what this process ignores (as its parent, DVC or a shell's background job, left it): the child
+        # takes these dispositions rather than the runner's, which come from whatever process started it
+        "ignored_signals": [int(signum) for signum in _FORWARDED if signal.getsignal(signum) == signal.SIG_IGN],
+    }
     try:
         payload = json.dumps(request).encode()
         socket.send_fds(conn, [_HEADER.pack(len(payload)) + payload], [0, 1, 2])
@@ -316,6 +324,12 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     status = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        ignored = set(request.get("ignored_signals", ()))
+        for signum in _FORWARDED:  # as `python <script>` started by the stage process's parent would have them
+            if signum in ignored:
+                signal.signal(signum, signal.SIG_IGN)
+            else:
+                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
