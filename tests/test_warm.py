@@ -70,10 +70,17 @@ def ignore_forwarded_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def default_forwarded_signals() -> None:
+    """(preexec_fn) SIGINT, SIGTERM and SIGHUP at their defaults, as an interactive shell starts DVC, even
+    when the test suite itself runs as a background job (which ignores SIGINT) or under nohup (SIGHUP)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start_runner(probe: Path, env: dict[str, str], cwd: Path, ignoring_signals: bool = False) -> None:
     """Run the probe once (it starts a runner and runs cold), then wait until the runner answers;
     ``ignoring_signals``: the probe, hence the runner it starts, ignores SIGINT, SIGTERM and SIGHUP."""
-    preexec = ignore_forwarded_signals if ignoring_signals else None
+    preexec = ignore_forwarded_signals if ignoring_signals else default_forwarded_signals
     first = subprocess.run([sys.executable, str(probe), "0"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, preexec_fn=preexec)
     assert first.returncode == 0 and first.stdout.startswith("cold "), first.stdout + first.stderr
     assert warm.wait_until_serving(env, timeout=180), "the warm runner did not start within 180 s"
@@ -184,7 +191,15 @@ def ended(client: subprocess.Popen[str], pid_file: Path) -> str:
 def sleeping_stage(probe: Path, env: dict[str, str], cwd: Path, pid_file: Path) -> subprocess.Popen[str]:
     """The probe started as dvc.yaml starts a stage, once it sleeps (its pid, or its runner child's, written)."""
     pid_file.unlink(missing_ok=True)
-    client = subprocess.Popen([sys.executable, str(probe), "sleep", str(pid_file)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [sys.executable, str(probe), "sleep", str(pid_file)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_forwarded_signals,
+    )
     deadline = time.monotonic() + 30
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline, "the probe did not start sleeping"
