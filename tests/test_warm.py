@@ -66,14 +66,14 @@ def served(env: dict[str, str]) -> list[dict]:
 
 def ignore_forwarded_signals() -> None:
     """(preexec_fn) SIGINT, SIGTERM and SIGHUP ignored, as in a shell's background job under nohup."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in warm._FORWARDED:
         signal.signal(signum, signal.SIG_IGN)
 
 
 def default_forwarded_signals() -> None:
     """(preexec_fn) SIGINT, SIGTERM and SIGHUP at their defaults, as an interactive shell starts DVC, even
     when the test suite itself runs as a background job (which ignores SIGINT) or under nohup (SIGHUP)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in warm._FORWARDED:
         signal.signal(signum, signal.SIG_DFL)
 
 
@@ -214,7 +214,7 @@ def test_a_signal_ends_a_served_stage_as_it_ends_a_fresh_process(
     """DVC sees what it would see from ``python <script>``: death by SIGTERM or SIGHUP, or by SIGINT after
     the KeyboardInterrupt traceback, not an exit status of 1; also when the runner was started by a
     process that ignored these signals (a background job under nohup), whose dispositions the served
-    stage must not inherit (CI once saw a served stage sleep through a forwarded SIGINT that way)."""
+    stage must not inherit (a served stage slept through a forwarded SIGINT that way, in a suite run under nohup)."""
     start_runner(probe, runner_env, tmp_path, ignoring_signals=runner_ignoring)
     endings = {}
     for name, env in (("served", runner_env), ("fresh", {**runner_env, warm.ENV: "0"})):
