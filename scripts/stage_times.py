@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,6 +87,14 @@ def durations(ends: list[StageEnd], start: float) -> list[tuple[StageEnd, float]
     return timed
 
 
+def grouped(timed: list[tuple[StageEnd, float]], key: Callable[[StageEnd], str]) -> dict[str, list[float]]:
+    """The wall times of ``timed`` by ``key`` of their stage."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for stage, seconds in timed:
+        groups[key(stage)].append(seconds)
+    return groups
+
+
 def table(title: str, groups: dict[str, list[float]], top: int | None = None) -> list[str]:
     """Rows of stage count, total minutes, median and largest seconds per group, largest total first."""
     lines = [f"{title:<32}{'stages':>7}{'total min':>11}{'median s':>10}{'max s':>8}"]
@@ -105,6 +114,8 @@ def main() -> None:
     parser.add_argument("--since", required=True, help="when the repro started, local time, e.g. '2026-12-01 21:45:00'")
     parser.add_argument("--top", type=int, default=None, help="print only the N largest stage types (the rest summed)")
     args = parser.parse_args()
+    if args.top is not None and args.top < 1:
+        parser.error(f"--top {args.top}: expected a positive number of stage types")
     try:
         start = dt.datetime.fromisoformat(args.since).timestamp()
     except ValueError:
@@ -112,18 +123,13 @@ def main() -> None:
     timed = durations(stage_ends(args.root), start)
     if not timed:
         parser.error(f"--since {args.since!r}: no stage under {args.root} wrote an output after that time")
-    by: dict[str, dict[str, list[float]]] = {"stage type": defaultdict(list), "kind": defaultdict(list), "tree": defaultdict(list)}
-    for stage, seconds in timed:
-        by["stage type"][stage.name.split("@")[0]].append(seconds)
-        by["kind"][stage.kind].append(seconds)
-        by["tree"][stage.tree].append(seconds)
     wall = timed[-1][0].end - start
     print(f"{len(timed)} stages, {wall / 60:.1f} min from {args.since} to the last output\n")
-    print("\n".join(table("stage type", by["stage type"], args.top)))
+    print("\n".join(table("stage type", grouped(timed, lambda stage: stage.name.split("@")[0]), args.top)))
     print()
-    print("\n".join(table("kind (stage script)", by["kind"])))
+    print("\n".join(table("kind (stage script)", grouped(timed, lambda stage: stage.kind))))
     print()
-    print("\n".join(table("tree", by["tree"])))
+    print("\n".join(table("tree", grouped(timed, lambda stage: stage.tree))))
 
 
 if __name__ == "__main__":

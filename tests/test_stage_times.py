@@ -123,3 +123,13 @@ def test_a_start_after_every_output_is_an_error_that_names_it(project: Path) -> 
     )
     assert run.returncode == 2
     assert "--since '2027-01-01 00:00:00': no stage" in run.stderr
+
+
+def test_a_top_below_one_is_an_error_that_names_it(project: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "stage_times.py"), "--root", str(project), "--since", START.isoformat(sep=" "), "--top", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "--top 0: expected a positive number" in run.stderr
