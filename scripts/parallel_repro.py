@@ -160,7 +160,6 @@ def run_groups(groups: list[Group], jobs: int, root: Path, env: dict[str, str]) 
     """Start each group when its upstream groups are done, at most ``jobs`` at once (an exclusive group alone);
     the first failure stops new starts, lets the running groups finish and returns its exit status."""
     pending = {group.name: group for group in groups}
-    done: set[str] = set()
     running: list[Worker] = []
     print_lock = threading.Lock()
     failure = 0
@@ -203,13 +202,13 @@ def run_groups(groups: list[Group], jobs: int, root: Path, env: dict[str, str]) 
                 seconds = time.perf_counter() - worker.started
                 with print_lock:
                     print(f"parallel_repro: {'done' if code == 0 else f'FAILED (exit {code})'} {worker.group.name} in {seconds:.1f} s", flush=True)
-                if code == 0:
-                    done.add(worker.group.name)
-                elif not failure:
+                if code and not failure:
                     failure = code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if pending and (failure or interrupted):
+        print(f"parallel_repro: stopped; {len(pending)} groups not started", flush=True)
     if interrupted:
         return 128 + interrupted[0]
     return failure
@@ -228,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     if jobs == 1 and not args.dry_run:
         return subprocess.call(dvc, cwd=args.root)
 
+    from dvc.exceptions import DvcException
+
     started = time.perf_counter()
-    groups = plan(args.root)
+    try:
+        groups = plan(args.root)
+    except DvcException as exc:
+        print(f"error: dvc: {exc}", file=sys.stderr)
+        return 1
     stages = sum(len(g.addresses) for g in groups)
     env = dict(os.environ)
     env.setdefault(THREADS_ENV, str(max(1, usable_cores() // jobs)))

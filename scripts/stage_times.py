@@ -5,7 +5,10 @@
 `dvc repro` runs stages one after another and writes each stage's outputs when it ends, so the gap between
 one stage's newest output and the previous stage's is that stage's wall time, DVC's own work for it included.
 Stages whose outputs are older than ``--since`` (the repro's start, local time) did not run in that repro and
-are left out; the first stage that ran is timed from ``--since``.
+are left out; the first stage that ran is timed from ``--since``. When stages overlap (a bare `./run repro`
+runs several DVC workers, scripts/parallel_repro.py), a stage's gap is its share of the wall time, not its
+duration: the totals still add up to the wall time, and the run's log gives each group's own time
+(``parallel_repro: done <group> in <s> s``).
 
 Three tables: per stage type (the stage's name before ``@``, e.g. ``seed_2026_calibrate``), per kind (the
 stage script it runs, e.g. ``calibrate`` over every tree) and per tree (``main``, each tree of params.yaml

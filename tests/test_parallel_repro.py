@@ -6,6 +6,7 @@ one `dvc repro --all-pipelines` of an identical project.
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -99,3 +100,24 @@ def test_jobs_must_be_a_positive_count_and_an_up_to_date_project_runs_nothing(ru
     assert done.returncode == 2 and "--jobs 0" in done.stderr
     nothing = parallel.run(sys.executable, str(SCRIPT), "--root", str(parallel.root), "--jobs", "2")
     assert "nothing to run" in nothing and "Running stage" not in nothing
+
+
+def test_a_failing_stage_stops_new_groups_and_leaves_the_locks(runs: tuple[DvcProject, str, DvcProject, str]) -> None:
+    parallel = runs[0]
+    good = parallel.params()
+    bad = copy.deepcopy(good)
+    bad["final_layer"]["algorithm"] = "gpfqq"
+    before = parallel.lock()
+    parallel.set_params(bad)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--root", str(parallel.root), "--jobs", "2"], cwd=parallel.root, env=parallel.env, capture_output=True, text=True
+        )
+    finally:
+        parallel.set_params(good)
+    assert done.returncode == 255, done.stdout  # dvc repro's own exit status for a failed stage, passed on
+    failed = re.findall(r"^parallel_repro: FAILED \(exit 255\) (\S+)", done.stdout, re.MULTILINE)
+    assert failed and all(":" in name and name.endswith("calibrate") for name in failed), done.stdout
+    assert re.search(r"^\[\S+calibrate\] .*final_layer\.algorithm", done.stdout, re.MULTILINE), done.stdout
+    assert "groups not started" in done.stdout and "parallel_repro: start ptq_report" not in done.stdout
+    assert parallel.lock() == before  # (DVC removes a stage's outputs before running it, as a serial dvc repro does)
