@@ -60,7 +60,7 @@ def default_jobs() -> int:
     try:
         jobs = int(raw)
     except ValueError:
-        raise SystemExit(f"error: {JOBS_ENV}={raw!r}: expected a whole number of workers, 1 or more") from None
+        jobs = 0
     if jobs < 1:
         raise SystemExit(f"error: {JOBS_ENV}={raw!r}: expected a whole number of workers, 1 or more")
     return jobs
