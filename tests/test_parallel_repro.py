@@ -121,3 +121,75 @@ def test_a_failing_stage_stops_new_groups_and_leaves_the_locks(runs: tuple[DvcPr
     assert re.search(r"^\[\S+calibrate\] .*final_layer\.algorithm", done.stdout, re.MULTILINE), done.stdout
     assert "groups not started" in done.stdout and "parallel_repro: start ptq_report" not in done.stdout
     assert parallel.lock() == before  # (DVC removes a stage's outputs before running it, as a serial dvc repro does)
+
+
+def _script_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import parallel_repro
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return parallel_repro
+
+
+def _changed(root) -> tuple[set[str], set[str]]:
+    """What the plan finds changed, and what DVC's own status lists, for the same project."""
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import get_active_graph
+
+    with Repo(str(root)) as repo:
+        planned = _script_module().changed_stages(repo, get_active_graph(repo.index.graph))
+        listed = set(repo.status())
+    return planned, listed
+
+
+def test_the_plan_finds_the_stages_dvc_status_lists_asking_dvc_only_where_every_output_exists(
+    runs: tuple[DvcProject, str, DvcProject, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    parallel = runs[0]
+    fresh = DvcProject.create(tmp_path_factory.mktemp("fresh"), snapshot_project(tmp_path_factory.mktemp("fresh_snapshot") / "project"))
+    fresh.set_profile(tiny_profile(fresh.params()))
+    planned, listed = _changed(fresh.root)  # no output exists: every stage, none asked
+    assert planned == listed and len(planned) == 45
+    lock = parallel.lock()["stages"]
+    removed = next(name for name, entry in lock.items() if name.startswith("evaluate@") and entry.get("outs"))
+    out = parallel.root / lock[removed]["outs"][0]["path"]
+    good = parallel.params()
+    changed = copy.deepcopy(good)
+    changed["final_layer"]["documents"] += 1
+    moved = out.with_name(out.name + ".moved")
+    out.rename(moved)
+    parallel.set_params(changed)
+    try:
+        planned, listed = _changed(parallel.root)
+    finally:
+        parallel.set_params(good)
+        moved.rename(out)
+    assert planned == listed
+    names = {stage_name(address) for address in planned}
+    assert removed in names and any(name.startswith("calibrate@") for name in names)
+    assert not any(name.startswith(("train@", "tokenize@")) for name in names)
+    planned, listed = _changed(parallel.root)
+    assert planned == listed and removed not in {stage_name(address) for address in planned}
+
+
+def test_ready_groups_run_longest_first_by_the_seconds_per_stage_learned_for_their_family() -> None:
+    module = _script_module()
+
+    def stage(cmd: str) -> object:
+        return type("Stage", (), {"cmd": cmd})()
+
+    main = module.cost_key(stage("python stages/calibrate.py ag_news generative 3 class_conditional"))
+    tree = module.cost_key(stage("python stages/calibrate.py ag_news generative 8 unconditional --tree wide_state"))
+    other = module.cost_key(stage("python stages/calibrate.py ag_news discriminative 3 class_conditional --tree wide_state"))
+    assert main == tree == "stages/calibrate.py ag_news generative" and other != main
+    small = module.Group("pipelines/wide_state_calibrate-ag_news-discriminative/dvc.yaml:wide_state_calibrate", ["a"] * 14, False, cost_key=other)
+    large = module.Group("pipelines/wide_state_calibrate-ag_news-generative/dvc.yaml:wide_state_calibrate", ["b"] * 14, False, cost_key=tree)
+    train = module.Group("train", ["t"], True, cost_key="stages/train.py ag_news generative")
+    ready = [small, large, train]
+    assert sorted(ready, key=lambda g: module.priority(g, {}))[1:] == [small, large]  # nothing learned: by name
+    learned = {main: 21.4, other: 7.9}
+    assert sorted(ready, key=lambda g: module.priority(g, learned)) == [train, large, small]
+    large.downstream_stages = 0
+    small.downstream_stages = 1
+    assert sorted(ready, key=lambda g: module.priority(g, learned)) == [train, small, large]  # the critical path first
