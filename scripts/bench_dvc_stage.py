@@ -9,7 +9,9 @@ stage collection that a `dvc repro` does once however many stages it runs, and t
 around this one stage (hashing its dependencies and outputs, the cache, the run-cache entry, and the
 rewrite of its lock file, shown on its own). A forced stage writes the same bytes again, so the
 repository is left as it was. Then `dvc status` on the whole project, nothing changed, ``--status-repeats``
-times.
+times, and with ``--status-split`` the parts of one such status, each timed with DVC's own objects in this
+process: building the index of every dvc.yaml, the params dependencies (DVC reads and parses params.yaml
+once per stage and looks each declared key up with ``dpath``), the other dependencies and the outputs.
 """
 
 from __future__ import annotations
@@ -73,9 +75,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO, help="the repository (default: this one)")
     parser.add_argument("--stages", nargs="*", help="stage addresses (default: one per dvc.lock of 40 entries or more)")
     parser.add_argument("--status-repeats", type=int, default=2)
+    parser.add_argument("--status-split", action="store_true", help="also time the parts of a no-op status")
     args = parser.parse_args()
     root = args.root.resolve()
-    stages = args.stages or default_stages(root)
+    stages = args.stages if args.stages is not None else default_stages(root)
     print(f"{'stage':<100}{'command':>9}{'DVC':>7}{'lock':>7}{'collect':>9}")
     own = []
     for address in stages:
@@ -90,6 +93,34 @@ def main() -> None:
         done = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.perf_counter() - started
         print(f"no-op dvc status: {seconds:.1f} s ({done.stdout.strip().splitlines()[-1] if done.stdout.strip() else 'no output'})")
+    if args.status_split:
+        status_split(root)
+
+
+def status_split(root: Path) -> None:
+    """What a no-op `dvc status` spends its time on, part by part, as `Stage.status` checks a stage."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        started = time.perf_counter()
+        stages = list(repo.index.stages)
+        parts = {"index (every dvc.yaml and dvc.lock)": time.perf_counter() - started}
+        params = [dep for stage in stages for dep in stage.deps if isinstance(dep, ParamsDependency)]
+        others = [dep for stage in stages for dep in stage.deps if not isinstance(dep, ParamsDependency)]
+        outs = [out for stage in stages for out in stage.outs]
+        for name, entries in (
+            (f"params ({len(params)} reads of the params file, {sum(len(dep.params) for dep in params)} keys)", params),
+            (f"other dependencies ({len(others)})", others),
+            (f"outputs ({len(outs)})", outs),
+        ):
+            started = time.perf_counter()
+            for entry in entries:
+                entry.status()
+            parts[name] = time.perf_counter() - started
+    print(f"a no-op status of {len(stages)} stages, part by part:")
+    for name, seconds in parts.items():
+        print(f"  {name:<60}{seconds:6.1f} s")
 
 
 if __name__ == "__main__":
