@@ -73,13 +73,14 @@ def profile_stage(address: str, root: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO, help="the repository (default: this one)")
-    parser.add_argument("--stages", nargs="*", help="stage addresses (default: one per dvc.lock of 40 entries or more)")
+    parser.add_argument("--stages", nargs="*", help="stage addresses (default: one per dvc.lock of 40 entries or more; none after the flag: the status only)")
     parser.add_argument("--status-repeats", type=int, default=2)
     parser.add_argument("--status-split", action="store_true", help="also time the parts of a no-op status")
     args = parser.parse_args()
     root = args.root.resolve()
     stages = args.stages if args.stages is not None else default_stages(root)
-    print(f"{'stage':<100}{'command':>9}{'DVC':>7}{'lock':>7}{'collect':>9}")
+    if stages:
+        print(f"{'stage':<100}{'command':>9}{'DVC':>7}{'lock':>7}{'collect':>9}")
     own = []
     for address in stages:
         t = profile_stage(address, root)
