@@ -24,10 +24,10 @@ import yaml
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 from test_training import clone_project, small_params
 
-from lstm_ptq.artifacts import load_arrays, read_json
+from lstm_ptq.artifacts import load_arrays, read_json, save_arrays
 from lstm_ptq.cli import run_stage
 from lstm_ptq.errors import DataError, ParamError
-from lstm_ptq.models import ModelConfig
+from lstm_ptq.models import ModelConfig, load_float_model
 from lstm_ptq.paths import VARIANT_ROOT, ProjectPaths
 from lstm_ptq.pipeline.calibration_sets import calibration_sets_stage
 from lstm_ptq.pipeline.data import build_noise_trained_data
@@ -35,7 +35,8 @@ from lstm_ptq.pipeline.noise import quantized_noise_stage
 from lstm_ptq.pipeline.ptq import calibrate_stage, quantize_stage
 from lstm_ptq.pipeline.reports import GRID_COLUMNS
 from lstm_ptq.preprocess import evenly_spaced, load_split
-from lstm_ptq.quantization import is_calibrated, load_quantized
+from lstm_ptq.quantization import is_calibrated, load_quantized, quant_scorer, using_fast_lstm
+from lstm_ptq.robustness import load_noise_predictions, noise_curve
 from lstm_ptq.settings import (
     CalibrationSettings,
     FinalLayerSettings,
@@ -388,8 +389,18 @@ def noisy_grid(grid: tuple[Path, dict]) -> tuple[Path, dict]:
     return root, params
 
 
-def test_noise_level_zero_reproduces_each_cells_clean_accuracy(noisy_grid: tuple[Path, dict]) -> None:
-    root, _ = noisy_grid
+def fresh_level_zero(root: Path, params: dict, model_type: str, bit_width: int, scheme: str, documents: np.ndarray) -> np.ndarray:
+    """The calibrated cell's predictions on level 0's ``documents``, scored here as every other level is."""
+    paths = ProjectPaths(root)
+    config, _ = load_float_model(paths, "ag_news", model_type)
+    qmodel = load_quantized(paths.calibrated("ag_news", model_type, bit_width, scheme), config, QuantizationSettings.from_params(params).spec(bit_width))
+    with using_fast_lstm(qmodel):
+        _, predictions = noise_curve(quant_scorer(qmodel), paths.noisy("ag_news", "uniform_substitution"), [0], params["evaluate"]["batch_size"], 4, documents)
+    return predictions.predictions[0]
+
+
+def test_noise_level_zero_takes_the_calibrated_cells_predictions_which_equal_scoring_it_again(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
+    root, params = noisy_grid
     paths = ProjectPaths(root)
     for model_type in ("discriminative", "generative"):
         for bit_width in (8, 3):
@@ -397,9 +408,33 @@ def test_noise_level_zero_reproduces_each_cells_clean_accuracy(noisy_grid: tuple
                 noisy = read_json(paths.quantized_noise_metrics("ag_news", model_type, bit_width, scheme, "uniform_substitution"))
                 clean = read_json(paths.calibrate_metrics("ag_news", model_type, bit_width, scheme))
                 assert noisy["documents"] == clean["documents"] == 400
-                assert noisy["accuracy@0"] == clean["accuracy"]  # level 0 is the clean test split, scored the same way
+                assert noisy["accuracy@0"] == clean["accuracy"]
+                saved = load_noise_predictions(paths.quantized_noise_predictions("ag_news", model_type, bit_width, scheme, "uniform_substitution"), 400, 4)
+                assert np.array_equal(saved.predictions[0], fresh_level_zero(root, params, model_type, bit_width, scheme, np.arange(400)))
         eight_bit = read_json(paths.quantized_noise_metrics("ag_news", model_type, 8, "class_conditional", "uniform_substitution"))
         assert eight_bit["accuracy@0.2"] < eight_bit["accuracy@0"]  # a fifth of all characters replaced must hurt
+    # on a subset the level-0 documents are scored in other batches than the calibrate stage's: the same predictions
+    # (in a copy of the tree: the report test reads this cell's outputs for the whole split)
+    copy_root = tmp_path / "tree"
+    shutil.copytree(root, copy_root)
+    cell = ("ag_news", "generative", 3, "class_conditional", "uniform_substitution")
+    quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 150), *cell), ProjectPaths(copy_root))
+    subset = load_noise_predictions(ProjectPaths(copy_root).quantized_noise_predictions(*cell), 400, 4)
+    assert np.array_equal(subset.documents, evenly_spaced(400, 150))
+    assert np.array_equal(subset.predictions[0], fresh_level_zero(copy_root, params, "generative", 3, "class_conditional", subset.documents))
+
+
+def test_noise_refuses_clean_predictions_of_another_split(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
+    root, params = noisy_grid
+    copy_root = tmp_path / "tree"
+    shutil.copytree(root, copy_root)
+    paths = ProjectPaths(copy_root)
+    cell = ("ag_news", "discriminative", 8, "class_conditional", "uniform_substitution")
+    scores_file = paths.calibrated_test_scores(*cell[:4])
+    arrays = load_arrays(scores_file)
+    save_arrays(scores_file, scores=arrays["scores"][:399], predictions=arrays["predictions"][:399])
+    with pytest.raises(DataError, match=r"test_scores.npz: scores \(399, 4\) and predictions \(399,\) do not match the test split \(400 documents"):
+        quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, None), *cell), paths)
 
 
 def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: tuple[Path, dict]) -> None:
