@@ -437,6 +437,24 @@ def test_noise_refuses_clean_predictions_of_another_split(noisy_grid: tuple[Path
         quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, None), *cell), paths)
 
 
+def test_noise_without_level_zero_scores_every_level_and_reads_no_clean_predictions(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
+    root, params = noisy_grid
+    copy_root = tmp_path / "tree"
+    shutil.copytree(root, copy_root)
+    paths = ProjectPaths(copy_root)
+    cell = ("ag_news", "generative", 3, "class_unconditional", "uniform_substitution")
+    whole = load_noise_predictions(paths.quantized_noise_predictions(*cell), 400, 4)
+    paths.calibrated_test_scores(*cell[:4]).unlink()  # not needed when no level is the clean split
+    levels = NOISE_LEVELS[1:]
+    no_clean = noise_params(params, None)
+    no_clean["noise"] = {"levels": levels}
+    metrics = quantized_noise_stage(*cell, *settings_of("noise_quantized", no_clean, *cell), paths)
+    assert sorted(k for k in metrics if k.startswith("accuracy@")) == ["accuracy@0.05", "accuracy@0.2"]
+    scored = load_noise_predictions(paths.quantized_noise_predictions(*cell), 400, 4)
+    assert scored.levels.tolist() == levels
+    assert np.array_equal(scored.predictions, whole.predictions[1:])  # the same rows as in the run with level 0
+
+
 def test_noise_report_holds_every_curve_and_draws_figures_9_and_10(noisy_grid: tuple[Path, dict]) -> None:
     root, _ = noisy_grid
     with open(root / "metrics/noise_grid.csv", newline="") as handle:

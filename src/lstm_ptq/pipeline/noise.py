@@ -56,14 +56,16 @@ def quantized_noise_stage(
     documents = evenly_spaced(test_rows, settings.test_documents)
     # Level 0 is the clean test split (noisy_test checks it token for token), which the calibrate stage
     # already scored with this model and the same fast path: its predictions are taken, not scored again.
-    clean = load_test_scores(paths.calibrated_test_scores(dataset, model_type, bit_width, scheme), test_rows, num_classes)["predictions"]
-    curve = {level: clean_level(level, splits[level], clean, documents) for level in noise.levels if level == 0}
+    curve = {}
+    if 0 in noise.levels:
+        clean = load_test_scores(paths.calibrated_test_scores(dataset, model_type, bit_width, scheme), test_rows, num_classes)["predictions"]
+        curve[0] = clean_level(0, splits[0], clean, documents)
     started = time.perf_counter()
     scored_levels = [level for level in noise.levels if level not in curve]
     if scored_levels:
         with using_fast_lstm(qmodel):  # bit-identical to Brevitas' QuantLSTM (docs/quantization.md)
             scored_rows, scored = noise_curve(scorer, noisy_dir, scored_levels, batch_size, num_classes, documents)
-        curve.update({level: (row, scored.predictions[i]) for i, (level, row) in enumerate(zip(scored_levels, scored_rows))})
+        curve.update({level: (row, chosen) for level, row, chosen in zip(scored_levels, scored_rows, scored.predictions)})
     rows = [curve[level][0] for level in noise.levels]
     predictions = NoisePredictions(
         np.asarray(noise.levels, dtype=np.float64), np.asarray(documents, dtype=np.int64), np.stack([curve[level][1] for level in noise.levels])
