@@ -399,6 +399,13 @@ def fresh_level_zero(root: Path, params: dict, model_type: str, bit_width: int, 
     return predictions.predictions[0]
 
 
+def copied_tree(root: Path, tmp_path: Path) -> ProjectPaths:
+    """A copy of the noise fixture's tree, for a test that rewrites or removes outputs: the report test
+    reads the fixture's own outputs for the whole split."""
+    shutil.copytree(root, tmp_path / "tree")
+    return ProjectPaths(tmp_path / "tree")
+
+
 def test_noise_level_zero_takes_the_calibrated_cells_predictions_which_equal_scoring_it_again(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
     root, params = noisy_grid
     paths = ProjectPaths(root)
@@ -414,21 +421,17 @@ def test_noise_level_zero_takes_the_calibrated_cells_predictions_which_equal_sco
         eight_bit = read_json(paths.quantized_noise_metrics("ag_news", model_type, 8, "class_conditional", "uniform_substitution"))
         assert eight_bit["accuracy@0.2"] < eight_bit["accuracy@0"]  # a fifth of all characters replaced must hurt
     # on a subset the level-0 documents are scored in other batches than the calibrate stage's: the same predictions
-    # (in a copy of the tree: the report test reads this cell's outputs for the whole split)
-    copy_root = tmp_path / "tree"
-    shutil.copytree(root, copy_root)
+    copied = copied_tree(root, tmp_path)
     cell = ("ag_news", "generative", 3, "class_conditional", "uniform_substitution")
-    quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 150), *cell), ProjectPaths(copy_root))
-    subset = load_noise_predictions(ProjectPaths(copy_root).quantized_noise_predictions(*cell), 400, 4)
+    quantized_noise_stage(*cell, *settings_of("noise_quantized", noise_params(params, 150), *cell), copied)
+    subset = load_noise_predictions(copied.quantized_noise_predictions(*cell), 400, 4)
     assert np.array_equal(subset.documents, evenly_spaced(400, 150))
-    assert np.array_equal(subset.predictions[0], fresh_level_zero(copy_root, params, "generative", 3, "class_conditional", subset.documents))
+    assert np.array_equal(subset.predictions[0], fresh_level_zero(copied.root, params, "generative", 3, "class_conditional", subset.documents))
 
 
 def test_noise_refuses_clean_predictions_of_another_split(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
     root, params = noisy_grid
-    copy_root = tmp_path / "tree"
-    shutil.copytree(root, copy_root)
-    paths = ProjectPaths(copy_root)
+    paths = copied_tree(root, tmp_path)
     cell = ("ag_news", "discriminative", 8, "class_conditional", "uniform_substitution")
     scores_file = paths.calibrated_test_scores(*cell[:4])
     arrays = load_arrays(scores_file)
@@ -439,9 +442,7 @@ def test_noise_refuses_clean_predictions_of_another_split(noisy_grid: tuple[Path
 
 def test_noise_without_level_zero_scores_every_level_and_reads_no_clean_predictions(noisy_grid: tuple[Path, dict], tmp_path: Path) -> None:
     root, params = noisy_grid
-    copy_root = tmp_path / "tree"
-    shutil.copytree(root, copy_root)
-    paths = ProjectPaths(copy_root)
+    paths = copied_tree(root, tmp_path)
     cell = ("ag_news", "generative", 3, "class_unconditional", "uniform_substitution")
     whole = load_noise_predictions(paths.quantized_noise_predictions(*cell), 400, 4)
     paths.calibrated_test_scores(*cell[:4]).unlink()  # not needed when no level is the clean split
