@@ -9,9 +9,12 @@ stage collection that a `dvc repro` does once however many stages it runs, and t
 around this one stage (hashing its dependencies and outputs, the cache, the run-cache entry, and the
 rewrite of its lock file, shown on its own). A forced stage writes the same bytes again, so the
 repository is left as it was. Then `dvc status` on the whole project, nothing changed, ``--status-repeats``
-times, and with ``--status-split`` the parts of one such status, each timed with DVC's own objects in this
-process: building the index of every dvc.yaml, the params dependencies (DVC reads and parses params.yaml
-once per stage and looks each declared key up with ``dpath``), the other dependencies and the outputs.
+times, alternately as ``./run dvc`` runs it (``python -m lstm_ptq.dvc_cli``: DVC with the project's two
+speed-ups of its bookkeeping) and as DVC is installed (``python -m dvc``); the stages are profiled through
+the former. With ``--status-split``, the parts of one such status, each timed with DVC's own objects in this
+process, first as installed and then with the speed-ups: building the index of every dvc.yaml, the params
+dependencies (DVC reads and parses params.yaml once per stage and looks each declared key up with ``dpath``),
+the other dependencies and the outputs (a directory's tree is hashed through fsspec's in-memory store).
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from pathlib import Path
 import yaml
 from generate_dvc_yaml import project_files
 
+from lstm_ptq import dvc_cli
+
 REPO = Path(__file__).resolve().parents[1]
+ENTRY_POINTS = {"./run dvc (with the speed-ups)": "lstm_ptq.dvc_cli", "DVC as installed": "dvc"}
 
 
 def default_stages(root: Path, min_entries: int = 40) -> list[str]:
@@ -53,7 +59,7 @@ def profile_stage(address: str, root: Path) -> dict[str, float]:
         dump = Path(scratch) / "repro.prof"
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "dvc", "repro", "--force", "--single-item", address, "--cprofile-dump", str(dump)],
+            [sys.executable, "-m", "lstm_ptq.dvc_cli", "repro", "--force", "--single-item", address, "--cprofile-dump", str(dump)],
             cwd=root,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -88,17 +94,22 @@ def main() -> None:
         print(f"{address:<100}{t['command']:>8.1f}s{t['per_stage']:>6.1f}s{t['lock']:>6.1f}s{t['collect']:>8.1f}s")
     if own:
         print(f"DVC's own time per stage: largest {max(own):.1f} s, median {sorted(own)[len(own) // 2]:.1f} s (collect: once per dvc repro, not per stage)")
-    env = {**os.environ}
+    env = {k: v for k, v in os.environ.items() if k != dvc_cli.SPEEDUPS_ENV}
     for _ in range(args.status_repeats):
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        seconds = time.perf_counter() - started
-        print(f"no-op dvc status: {seconds:.1f} s ({done.stdout.strip().splitlines()[-1] if done.stdout.strip() else 'no output'})")
+        for name, entry in ENTRY_POINTS.items():
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", entry, "status"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            seconds = time.perf_counter() - started
+            print(f"no-op dvc status, {name:<31}{seconds:6.1f} s ({done.stdout.strip().splitlines()[-1] if done.stdout.strip() else 'no output'})")
     if args.status_split:
-        status_split(root)
+        status_split(root, "DVC as installed")
+        found = dvc_cli.apply()
+        if any(found.values()):
+            raise SystemExit(f"error: the speed-ups do not apply to the installed versions: {found}")
+        status_split(root, "with the speed-ups")
 
 
-def status_split(root: Path) -> None:
+def status_split(root: Path, label: str) -> None:
     """What a no-op `dvc status` spends its time on, part by part, as `Stage.status` checks a stage."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
@@ -119,7 +130,7 @@ def status_split(root: Path) -> None:
             for entry in entries:
                 entry.status()
             parts[name] = time.perf_counter() - started
-    print(f"a no-op status of {len(stages)} stages, part by part:")
+    print(f"a no-op status of {len(stages)} stages, part by part, {label}:")
     for name, seconds in parts.items():
         print(f"  {name:<60}{seconds:6.1f} s")
 

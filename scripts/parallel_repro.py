@@ -36,6 +36,8 @@ JOBS_ENV = "LSTM_PTQ_JOBS"
 THREADS_ENV = "LSTM_PTQ_THREADS"
 # Training takes its thread count from train.num_threads, a tracked param, not from LSTM_PTQ_THREADS: it runs alone.
 EXCLUSIVE_SCRIPTS = ("stages/train.py",)
+# DVC with the project's speed-ups of its own bookkeeping (src/lstm_ptq/dvc_cli.py; LSTM_PTQ_DVC_SPEEDUPS=0: plain DVC).
+DVC = [sys.executable, "-m", "lstm_ptq.dvc_cli"]
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Worker:
 
     def __init__(self, group: Group, env: dict[str, str], root: Path, print_lock: threading.Lock) -> None:
         self.group = group
-        command = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", *group.addresses]
+        command = [*DVC, "--wait-for-lock", "repro", "--single-item", *group.addresses]
         self.process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.started = time.perf_counter()
         self._reader = threading.Thread(target=self._relay, args=(print_lock,), daemon=True)
@@ -259,11 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         parser.error(f"--jobs {jobs}: expected a whole number of workers, 1 or more")
-    dvc = [sys.executable, "-m", "dvc", "repro", "--all-pipelines"]
+    dvc = [*DVC, "repro", "--all-pipelines"]
     if jobs == 1 and not args.dry_run:
         return subprocess.call(dvc, cwd=args.root)
 
     from dvc.exceptions import DvcException
+
+    from lstm_ptq.dvc_cli import apply_from_environment
+
+    apply_from_environment()  # the plan reads DVC's status: the same speed-ups as the workers
 
     started = time.perf_counter()
     try:

@@ -152,6 +152,11 @@ class DvcProject:
         return result.stdout
 
     def dvc(self, *args: str) -> str:
+        """A dvc command as ``./run dvc`` runs it: with the project's speed-ups of DVC's bookkeeping."""
+        return self.run(sys.executable, "-m", "lstm_ptq.dvc_cli", *args)
+
+    def plain_dvc(self, *args: str) -> str:
+        """A dvc command of DVC as installed."""
         return self.run(sys.executable, "-m", "dvc", *args)
 
     def params(self) -> dict[str, Any]:
