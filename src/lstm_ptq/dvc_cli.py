@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import version
@@ -57,6 +58,7 @@ class ParsedParams:
     def __init__(self, capacity: int = PARSED_FILES) -> None:
         self.capacity = capacity
         self.parsed: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()  # DVC 3.67.1 reads params in one thread; the cache stays whole if that changes
 
     def load(self, fs: Any, path: str) -> Any:
         """The file parsed as dvc.utils.serialize.load_yaml parses it, with the same errors (never kept)."""
@@ -65,13 +67,15 @@ class ParsedParams:
 
         with fs.open(path, encoding="utf-8") as fd, reraise(UnicodeDecodeError, EncodingError(path, "utf-8")):
             text = fd.read()
-        if text in self.parsed:
-            self.parsed.move_to_end(text)
-            return self.parsed[text]
+        with self._lock:
+            if text in self.parsed:
+                self.parsed.move_to_end(text)
+                return self.parsed[text]
         config = parse_yaml(text, path)
-        self.parsed[text] = config
-        if len(self.parsed) > self.capacity:
-            self.parsed.popitem(last=False)
+        with self._lock:
+            self.parsed[text] = config
+            while len(self.parsed) > self.capacity:
+                self.parsed.popitem(last=False)
         return config
 
 
