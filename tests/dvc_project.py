@@ -93,7 +93,7 @@ def write_params(root: Path, params: dict[str, Any]) -> None:
     generator.write_files(generator.generate(root / "params.yaml"), root)
 
 
-def _isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
+def isolated_env(home: Path, repo: Path, hash_seed: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "XDG_", "LSTM_PTQ_"))}
     env.update(
         HOME=str(home),
@@ -126,7 +126,7 @@ class DvcProject:
         home, repo = base / "home", base / "repo"
         home.mkdir(parents=True)
         shutil.copytree(source, repo)
-        project = cls(repo, _isolated_env(home, repo, hash_seed))
+        project = cls(repo, isolated_env(home, repo, hash_seed))
         project.run("git", "config", "--global", "user.name", "DVC Tester")
         project.run("git", "config", "--global", "user.email", "dvctester@example.com")
         project.run("git", "config", "--global", "init.defaultBranch", "main")

@@ -17,6 +17,7 @@ from typing import Any
 import dvc.dependency.param as param
 import pytest
 from dvc.fs import LocalFileSystem
+from dvc_project import isolated_env
 from fsspec.implementations.memory import MemoryFileSystem
 
 from lstm_ptq import dvc_cli
@@ -158,7 +159,7 @@ def test_parsed_params_keeps_the_most_recent_contents_only(tmp_path: Path) -> No
     for seed in range(5):
         path.write_text(f"seed: {seed}\n", encoding="utf-8")
         assert parsed.load(fs, str(path)) == {"seed": seed}
-    assert [json.loads(json.dumps(v))["seed"] for v in parsed.parsed.values()] == [2, 3, 4]
+    assert [config["seed"] for config in parsed.parsed.values()] == [2, 3, 4]
 
 
 def test_memory_info_answers_what_fsspec_answers() -> None:
@@ -263,10 +264,10 @@ stages:
 
 
 def git_dvc_repo(root: Path) -> dict[str, str]:
+    """An empty git and DVC repository at ``root``, with the isolated environment of tests/dvc_project.py."""
     home = root.parent / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "LSTM_PTQ_"))}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", DVC_TEST="true", DVC_NO_ANALYTICS="1")
+    env = isolated_env(home, root, hash_seed="0")
     root.mkdir()
     for command in (
         ["git", "init", "-q"],

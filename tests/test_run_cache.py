@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvc_project import DvcProject, _isolated_env, dvc_files, hash_files, ran_stages, snapshot_project, stage_name
+from dvc_project import DvcProject, dvc_files, hash_files, isolated_env, ran_stages, snapshot_project, stage_name
 from test_pipeline_full_dvc import tiny_profile
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def clone(origin: DvcProject, base: Path) -> DvcProject:
     """Another machine: a ``git clone`` of ``origin`` (its HEAD and ``.dvc/config`` with the remote), an empty DVC cache."""
     repo = base / "repo"
     origin.run("git", "clone", "-q", str(origin.root), str(repo))
-    project = DvcProject(repo, _isolated_env(Path(origin.env["HOME"]), repo, origin.env["PYTHONHASHSEED"]))
+    project = DvcProject(repo, isolated_env(Path(origin.env["HOME"]), repo, origin.env["PYTHONHASHSEED"]))
     project.dvc("config", "--local", "core.site_cache_dir", str(base / "site_cache"))
     return project
 
